@@ -1,0 +1,451 @@
+//! One HTTP connection: reads requests, routes them and answers. A request about a tunnel that
+//! another shard owns moves the whole connection to that shard.
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::attach;
+use super::reply::{self, send};
+use super::request::{read_request, Read, Request};
+use crate::metrics::{self, Metrics};
+use crate::pubsub::{path, Pattern};
+use crate::shard::mesh::{Handoff, ShardMsg};
+use crate::shard::{PublishError, Shard, TunnelError};
+use crate::tunnel::TunnelId;
+use crate::wire::format::callback_valid;
+use crate::wire::http1::{self, write_full, Method};
+use crate::wire::{json, query};
+
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+/// What the connection does after a request.
+pub enum Next {
+    /// Read the next request.
+    KeepAlive,
+    Close,
+    /// Move to shard `.0`, which owns the tunnel the request is about.
+    Handoff(usize, Request),
+}
+
+/// Keeps `connections_open` right however the connection ends.
+struct OpenGuard(Rc<Shard>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        Metrics::sub(&self.0.metrics.connections_open, 1);
+    }
+}
+
+/// Serves a connection until it closes or moves to another shard. `first` is a request already
+/// read (by the shard that handed the connection over) and `buf` the bytes read past it.
+pub async fn serve(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    mut first: Option<Request>,
+    mut buf: BytesMut,
+) {
+    Metrics::add(&shard.metrics.connections_open, 1);
+    let _open = OpenGuard(shard.clone());
+    let config = shard.config();
+    let limits = http1::Limits {
+        header_bytes_max: config.header_bytes_max,
+        header_count_max: config.header_count_max,
+        body_bytes_max: config.body_bytes_max,
+    };
+    let header_timeout = Duration::from_millis(config.header_read_timeout_ms);
+    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
+    loop {
+        let request = match first.take() {
+            Some(r) => r,
+            None => {
+                match read_request(&mut stream, &mut buf, &limits, header_timeout, idle_timeout)
+                    .await
+                {
+                    Read::Request(r) => r,
+                    Read::Closed => return,
+                    Read::Failed(e) => {
+                        Metrics::add(&shard.metrics.requests_failed, 1);
+                        send(
+                            &mut stream,
+                            reply::error(e.status(), e.message(), None, false),
+                        )
+                        .await;
+                        return;
+                    }
+                }
+            }
+        };
+        match route(&shard, &mut stream, peer, request, &mut buf).await {
+            Next::KeepAlive => {}
+            Next::Close => return,
+            Next::Handoff(to, request) => {
+                handoff(&shard, stream, peer, request, buf, to).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Moves the connection to shard `to`. Refused with 503 when the ring to it is full.
+async fn handoff(
+    shard: &Rc<Shard>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    buf: BytesMut,
+    to: usize,
+) {
+    if !shard.has_room(to) {
+        Metrics::add(&shard.metrics.ring_full, 1);
+        send(
+            &mut stream,
+            reply::error(503, "shard ring full", None, false),
+        )
+        .await;
+        return;
+    }
+    let fd = stream.into_raw_fd();
+    // SAFETY: `into_raw_fd` gave up monoio's ownership of this open socket; it is now ours alone.
+    let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    let msg = ShardMsg::Handoff(Box::new(Handoff {
+        stream: std_stream,
+        peer,
+        request,
+        rest: buf.freeze(),
+    }));
+    if shard.send(to, msg).is_err() {
+        // Cannot happen (we checked for room and are the only producer); the socket closes.
+        tracing::warn!(to, "handoff ring full after check");
+    } else {
+        Metrics::add(&shard.metrics.handoffs_out, 1);
+    }
+}
+
+/// Query parameters of one request.
+pub struct Params<'q>(Vec<(Cow<'q, str>, Cow<'q, str>)>);
+
+impl Params<'_> {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| &**v)
+    }
+
+    pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| &**v)
+    }
+}
+
+/// Per-request answering context.
+pub struct Answer<'a> {
+    pub shard: &'a Rc<Shard>,
+    pub stream: &'a mut TcpStream,
+    pub keep_alive: bool,
+    /// Valid JSONP callback, when the request asked for one.
+    pub cb: Option<String>,
+}
+
+impl Answer<'_> {
+    fn next(&self) -> Next {
+        if self.keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    pub async fn json(&mut self, status: u16, body: &[u8]) -> Next {
+        let out = reply::json(status, body, self.cb.as_deref(), self.keep_alive);
+        if send(self.stream, out).await {
+            self.next()
+        } else {
+            Next::Close
+        }
+    }
+
+    pub async fn error(&mut self, status: u16, message: &str) -> Next {
+        Metrics::add(&self.shard.metrics.requests_failed, 1);
+        let out = reply::error(status, message, self.cb.as_deref(), self.keep_alive);
+        if send(self.stream, out).await {
+            self.next()
+        } else {
+            Next::Close
+        }
+    }
+
+    pub async fn tunnel_error(&mut self, e: TunnelError) -> Next {
+        match e {
+            TunnelError::Unknown => self.error(404, "unknown tunnel").await,
+            TunnelError::ShardFull => self.error(503, "too many tunnels").await,
+            TunnelError::SubscriptionLimit => self.error(429, "too many subscriptions").await,
+            TunnelError::RateLimited => self.error(429, "rate limit exceeded").await,
+            TunnelError::PrivatePath => self.error(403, "path is private").await,
+        }
+    }
+
+    async fn accepted(&mut self, id: impl std::fmt::Display) -> Next {
+        let body = format!(r#"{{"ok":true,"id":"{id}"}}"#);
+        self.json(202, body.as_bytes()).await
+    }
+
+    async fn ok(&mut self) -> Next {
+        self.json(200, br#"{"ok":true}"#).await
+    }
+}
+
+/// Where a tunnel id points.
+pub enum Owner {
+    Local(TunnelId),
+    Remote(usize),
+    /// Malformed or naming a shard that does not exist.
+    Nowhere,
+}
+
+pub fn owner(shard: &Shard, text: &str) -> Owner {
+    match TunnelId::parse(text) {
+        Some(id) if id.shard == shard.id => Owner::Local(id),
+        Some(id) if (id.shard as usize) < shard.shard_count() => Owner::Remote(id.shard as usize),
+        _ => Owner::Nowhere,
+    }
+}
+
+async fn route(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    buf: &mut BytesMut,
+) -> Next {
+    let head = &request.head;
+    let keep_alive = head.keep_alive;
+    let params = match query::parse(head.query()) {
+        Ok(p) => Params(p),
+        Err(_) => {
+            let out = reply::error(400, "invalid percent-encoding in query", None, keep_alive);
+            return close_unless(send(stream, out).await, keep_alive);
+        }
+    };
+    let cb = match params.get("cb") {
+        Some(cb) if callback_valid(cb) => Some(cb.to_owned()),
+        Some(_) => {
+            let out = reply::error(400, "invalid callback name", None, keep_alive);
+            return close_unless(send(stream, out).await, keep_alive);
+        }
+        None => None,
+    };
+    let path = head.path();
+    let method = head.method;
+    let mut answer = Answer {
+        shard,
+        stream,
+        keep_alive,
+        cb,
+    };
+    match (method, path) {
+        (Method::Options, _) => preflight(&mut answer).await,
+        (Method::Get, "/") | (Method::Get, "/index.html") => {
+            let mut out = BytesMut::with_capacity(DEMO_PAGE.len() + 128);
+            write_full(
+                &mut out,
+                200,
+                "text/html; charset=utf-8",
+                DEMO_PAGE.as_bytes(),
+                keep_alive,
+                &[],
+            );
+            close_unless(send(answer.stream, out).await, keep_alive)
+        }
+        (Method::Get, "/metrics") => {
+            let body = metrics::to_json(&shard.shared.metrics);
+            answer.json(200, body.as_bytes()).await
+        }
+        (Method::Get, "/tunnel") => attach::open(&mut answer, &request, &params, buf).await,
+        (Method::Post, "/events") | (Method::Get, "/events") => {
+            event(&mut answer, &request, &params).await
+        }
+        (Method::Post, p) if p.starts_with("/publish/") => {
+            publish(&mut answer, peer, &request, &p["/publish".len()..]).await
+        }
+        (Method::Post | Method::Get, p) if subscription_path(p).is_some() => {
+            subscription(&mut answer, &request, &params).await
+        }
+        (_, "/" | "/index.html" | "/metrics" | "/tunnel" | "/events") => {
+            answer.error(405, "method not allowed").await
+        }
+        (_, p) if p.starts_with("/publish/") || subscription_path(p).is_some() => {
+            answer.error(405, "method not allowed").await
+        }
+        _ => answer.error(404, "not found").await,
+    }
+}
+
+fn close_unless(sent: bool, keep_alive: bool) -> Next {
+    if sent && keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
+}
+
+async fn preflight(answer: &mut Answer<'_>) -> Next {
+    let mut out = BytesMut::new();
+    http1::ResponseHead {
+        status: 204,
+        content_type: None,
+        body: http1::ResponseBody::None,
+        keep_alive: answer.keep_alive,
+        extra: &[
+            ("Access-Control-Allow-Origin", "*"),
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+            (
+                "Access-Control-Allow-Headers",
+                "Content-Type, Last-Event-ID",
+            ),
+            ("Access-Control-Max-Age", "86400"),
+        ],
+    }
+    .write(&mut out);
+    close_unless(send(answer.stream, out).await, answer.keep_alive)
+}
+
+/// `/tunnel/<id>/subscribe` or `/unsubscribe` → `(id, subscribe?)`.
+fn subscription_path(p: &str) -> Option<(&str, bool)> {
+    let rest = p.strip_prefix(path::PRIVATE_PREFIX)?;
+    let (id, action) = rest.split_once('/')?;
+    match action {
+        "subscribe" => Some((id, true)),
+        "unsubscribe" => Some((id, false)),
+        _ => None,
+    }
+}
+
+/// Client fields from a POST JSON body or GET query parameters.
+fn client_fields(request: &Request, params: &Params<'_>) -> Result<json::Fields, &'static str> {
+    if request.head.method == Method::Post {
+        return json::parse_fields(&request.body);
+    }
+    Ok(json::Fields {
+        tunnel: params.get("tunnel").map(str::to_owned),
+        path: params.get("path").map(str::to_owned),
+        data: params
+            .get("data")
+            .map(|d| json::compact(d.as_bytes()))
+            .transpose()?,
+    })
+}
+
+/// `POST /events` and `GET /events`: a client publishes through its tunnel.
+async fn event(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
+    let fields = match client_fields(request, params) {
+        Ok(f) => f,
+        Err(message) => return answer.error(400, message).await,
+    };
+    let Some(tunnel) = fields.tunnel else {
+        return answer.error(400, "missing tunnel").await;
+    };
+    let Some(path) = fields.path else {
+        return answer.error(400, "missing path").await;
+    };
+    let Some(data) = fields.data else {
+        return answer.error(400, "missing data").await;
+    };
+    let shard = answer.shard;
+    let id = match owner(shard, &tunnel) {
+        Owner::Local(id) => id,
+        Owner::Remote(to) => return Next::Handoff(to, clone_request(request)),
+        Owner::Nowhere => return answer.error(404, "unknown tunnel").await,
+    };
+    if let Err(e) = path::validate(&path) {
+        return answer.error(400, &e.to_string()).await;
+    }
+    if data.len() > shard.config().datagram_data_bytes_max {
+        return answer.error(413, "data too large").await;
+    }
+    if let Err(e) = shard.charge_event(&id) {
+        return answer.tunnel_error(e).await;
+    }
+    match shard.publish(&path, &data) {
+        Ok(did) => answer.accepted(did).await,
+        Err(e) => publish_error(answer, e).await,
+    }
+}
+
+async fn publish_error(answer: &mut Answer<'_>, e: PublishError) -> Next {
+    match e {
+        PublishError::RingFull => answer.error(503, "shard ring full").await,
+        PublishError::UnknownTunnel => answer.error(404, "unknown tunnel").await,
+    }
+}
+
+/// `POST /publish/<path>`: the backend publish API, loopback peers only for now.
+async fn publish(answer: &mut Answer<'_>, peer: SocketAddr, request: &Request, path: &str) -> Next {
+    if !peer.ip().to_canonical().is_loopback() {
+        return answer
+            .error(403, "publishing is only open to loopback peers")
+            .await;
+    }
+    if let Err(e) = path::validate(path) {
+        return answer.error(400, &e.to_string()).await;
+    }
+    let data = match json::compact(&request.body) {
+        Ok(d) => d,
+        Err(message) => return answer.error(400, message).await,
+    };
+    if data.len() > answer.shard.config().datagram_data_bytes_max {
+        return answer.error(413, "data too large").await;
+    }
+    match answer.shard.publish(path, &data) {
+        Ok(did) => answer.accepted(did).await,
+        Err(e) => publish_error(answer, e).await,
+    }
+}
+
+/// `/tunnel/<id>/subscribe` and `/unsubscribe`, body `{"path":P}` or `?path=P`.
+async fn subscription(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
+    let Some((tunnel, subscribe)) = subscription_path(request.head.path()) else {
+        return answer.error(404, "not found").await;
+    };
+    let fields = match client_fields(request, params) {
+        Ok(f) => f,
+        Err(message) => return answer.error(400, message).await,
+    };
+    let Some(pattern_text) = fields.path else {
+        return answer.error(400, "missing path").await;
+    };
+    let pattern = match Pattern::parse(&pattern_text) {
+        Ok(p) => p,
+        Err(e) => return answer.error(400, &e.to_string()).await,
+    };
+    let shard = answer.shard;
+    let id = match owner(shard, tunnel) {
+        Owner::Local(id) => id,
+        Owner::Remote(to) => return Next::Handoff(to, clone_request(request)),
+        Owner::Nowhere => return answer.error(404, "unknown tunnel").await,
+    };
+    if let Err(e) = shard.charge_event(&id) {
+        return answer.tunnel_error(e).await;
+    }
+    let result = if subscribe {
+        shard.subscribe(&id, &pattern)
+    } else {
+        shard.unsubscribe(&id, &pattern)
+    };
+    match result {
+        Ok(()) => answer.ok().await,
+        Err(e) => answer.tunnel_error(e).await,
+    }
+}
+
+pub fn clone_request(request: &Request) -> Request {
+    Request {
+        head: request.head.clone(),
+        body: request.body.clone(),
+    }
+}

@@ -1,0 +1,253 @@
+//! Bootstrap: one thread per shard, each with its own monoio runtime (io_uring, or epoll where
+//! io_uring is unavailable) and its own SO_REUSEPORT listener; the mesh is wired before serving.
+
+pub mod attach;
+pub mod conn;
+pub mod reply;
+pub mod request;
+
+use bytes::BytesMut;
+use monoio::net::TcpListener;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::shard::mesh::{self, MeshEnd, ShardMsg};
+use crate::shard::{Shard, Shared};
+use crate::wire::format::{CustomFormat, Formats};
+use crate::wire::template::Template;
+
+/// Most messages a shard takes from its rings before letting its connections run.
+const MESH_BATCH_MAX: usize = 1024;
+
+/// A running router.
+pub struct Server {
+    /// The address every shard listens on.
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Waits for the shard threads (they run until the process ends).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Builds the custom formats of the configuration.
+fn custom_formats(config: &Config) -> io::Result<Formats> {
+    let mut formats = Vec::new();
+    for (name, f) in &config.formats {
+        let parse = |text: &str| {
+            Template::parse(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        };
+        formats.push(CustomFormat {
+            name: name.clone(),
+            content_type: f.content_type.clone(),
+            header: parse(&f.header)?,
+            envelope: parse(&f.envelope)?,
+            keepalive: parse(&f.keepalive)?,
+            footer: parse(&f.footer)?,
+            html_escape: f.html_escape,
+        });
+    }
+    Ok(Formats::new(formats))
+}
+
+/// Binds one SO_REUSEPORT listener per shard on the configured address (the first one picks
+/// the port when it is 0) and starts the shard threads.
+pub fn start(config: Config) -> io::Result<Server> {
+    let shard_count = config.shards.max(1);
+    let formats = custom_formats(&config)?;
+    let mut addr = config.listen_addr();
+    let mut listeners = Vec::with_capacity(shard_count);
+    for _ in 0..shard_count {
+        let listener = bind_reuseport(addr)?;
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    let shared = Arc::new(Shared {
+        metrics: (0..shard_count)
+            .map(|_| Arc::new(Metrics::default()))
+            .collect(),
+        formats,
+        config,
+    });
+    if !monoio::utils::detect_uring() {
+        tracing::warn!("io_uring is unavailable; falling back to the epoll driver");
+    }
+    let ends = mesh::build(shard_count, shared.config.shard_ring_slots);
+    let mut threads = Vec::with_capacity(shard_count);
+    for (i, (listener, end)) in listeners.into_iter().zip(ends).enumerate() {
+        let shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("shard-{i}"))
+            .spawn(move || run_shard(i as u16, shared, listener, end))?;
+        threads.push(thread);
+    }
+    Ok(Server {
+        addr,
+        shared,
+        threads,
+    })
+}
+
+fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+fn run_shard(id: u16, shared: Arc<Shared>, listener: std::net::TcpListener, end: MeshEnd) {
+    let entries = shared.config.uring_entries;
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .with_entries(entries)
+        .enable_timer()
+        .build();
+    let mut runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "cannot build the shard runtime");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let MeshEnd {
+            outgoing,
+            incoming,
+            wakers,
+        } = end;
+        let shard = Shard::new(id, shared, outgoing, wakers);
+        monoio::spawn(mesh_task(shard.clone(), incoming));
+        monoio::spawn(cull_task(shard.clone()));
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(shard = id, error = %e, "cannot register the listener");
+                return;
+            }
+        };
+        accept_loop(shard, listener).await;
+    });
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let max = shard.config().connections_per_shard_max as u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let open = shard
+                    .metrics
+                    .connections_open
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                if open >= max {
+                    Metrics::add(&shard.metrics.connections_refused, 1);
+                    drop(stream);
+                    continue;
+                }
+                Metrics::add(&shard.metrics.connections_accepted, 1);
+                let _ = stream.set_nodelay(true);
+                monoio::spawn(conn::serve(
+                    shard.clone(),
+                    stream,
+                    peer,
+                    None,
+                    BytesMut::new(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Drains the rings from other shards; sleeps on the shard's mesh waker when they are empty.
+async fn mesh_task(shard: Rc<Shard>, mut incoming: Vec<rtrb::Consumer<ShardMsg>>) {
+    loop {
+        let mut taken = 0;
+        for ring in incoming.iter_mut() {
+            while taken < MESH_BATCH_MAX {
+                let Ok(msg) = ring.pop() else { break };
+                taken += 1;
+                handle_msg(&shard, msg);
+            }
+        }
+        if taken >= MESH_BATCH_MAX {
+            yield_now().await;
+            continue;
+        }
+        poll_fn(|cx| {
+            shard.register_mesh_waker(cx.waker());
+            if incoming.iter().any(|r| !r.is_empty()) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+fn handle_msg(shard: &Rc<Shard>, msg: ShardMsg) {
+    match msg {
+        ShardMsg::Publish(datagram) => shard.deliver(&datagram),
+        ShardMsg::Private { tunnel, datagram } => shard.deliver_private(&tunnel, datagram),
+        ShardMsg::Handoff(h) => match monoio::net::TcpStream::from_std(h.stream) {
+            Ok(stream) => {
+                Metrics::add(&shard.metrics.connections_accepted, 1);
+                monoio::spawn(conn::serve(
+                    shard.clone(),
+                    stream,
+                    h.peer,
+                    Some(h.request),
+                    BytesMut::from(&h.rest[..]),
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "cannot adopt handed-off connection")
+            }
+        },
+    }
+}
+
+/// Culls abandoned tunnels a few times per grace period.
+async fn cull_task(shard: Rc<Shard>) {
+    let period_ms = (shard.config().tunnel_grace_ms / 4).clamp(5, 1000);
+    loop {
+        monoio::time::sleep(Duration::from_millis(period_ms)).await;
+        shard.cull_expired();
+    }
+}
+
+/// Lets other tasks run once.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}

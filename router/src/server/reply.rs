@@ -1,0 +1,93 @@
+//! Writing answers: complete JSON/JSONP responses, error bodies, and socket writes.
+
+use bytes::{BufMut, BytesMut};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use crate::wire::format::put_maybe_jsonp;
+use crate::wire::http1::write_full;
+
+/// Headers every API answer carries: the API is meant to be called cross-origin by pages that
+/// hold a tunnel id, and answers must never be cached by proxies.
+pub const API_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "no-cache, no-store"),
+    ("Access-Control-Allow-Origin", "*"),
+];
+
+/// Headers of JSONP answers.
+pub const JSONP_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "no-cache, no-store"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
+/// Writes `out` to the socket; false when the peer is gone.
+pub async fn send(stream: &mut TcpStream, out: BytesMut) -> bool {
+    let (result, _) = stream.write_all(out).await;
+    result.is_ok()
+}
+
+/// A complete JSON answer, or JSONP when `cb` is given.
+pub fn json(status: u16, body: &[u8], cb: Option<&str>, keep_alive: bool) -> BytesMut {
+    let mut wrapped = BytesMut::new();
+    put_maybe_jsonp(&mut wrapped, cb, body);
+    let (content_type, headers) = match cb {
+        Some(_) => ("application/javascript", JSONP_HEADERS),
+        None => ("application/json", API_HEADERS),
+    };
+    let mut out = BytesMut::with_capacity(wrapped.len() + 256);
+    write_full(
+        &mut out,
+        status,
+        content_type,
+        &wrapped,
+        keep_alive,
+        headers,
+    );
+    out
+}
+
+/// `{"ok":false,"error":"<message>"}` with `status`.
+pub fn error(status: u16, message: &str, cb: Option<&str>, keep_alive: bool) -> BytesMut {
+    let mut body = BytesMut::with_capacity(message.len() + 32);
+    body.put_slice(br#"{"ok":false,"error":"#);
+    put_json_string(&mut body, message);
+    body.put_u8(b'}');
+    json(status, &body, cb, keep_alive)
+}
+
+/// Appends `text` as a JSON string literal.
+pub fn put_json_string(out: &mut BytesMut, text: &str) {
+    out.put_u8(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.put_slice(b"\\\""),
+            '\\' => out.put_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                out.put_slice(format!("\\u{:04x}", c as u32).as_bytes());
+            }
+            c => {
+                let mut utf8 = [0u8; 4];
+                out.put_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+    }
+    out.put_u8(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_escaped_json() {
+        let out = error(400, "\"path\" must be a string", None, true);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(text.starts_with("HTTP/1.1 400 "));
+        assert!(text.ends_with(r#"{"ok":false,"error":"\"path\" must be a string"}"#));
+        let out = error(404, "unknown tunnel", Some("cb"), false);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        assert!(text.contains("application/javascript"));
+        assert!(text.ends_with(r#"/**/cb({"ok":false,"error":"unknown tunnel"});"#));
+    }
+}

@@ -1,0 +1,121 @@
+//! Reading one request (head and body) from a connection, with the head and body bounds and the
+//! header-read and idle timeouts applied. Nothing is buffered while a connection is idle.
+
+use bytes::{Buf, Bytes, BytesMut};
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use std::time::Duration;
+
+use crate::wire::http1::{self, BodyKind, ChunkedDecoder, Decoded, HttpError, RequestHead, Status};
+
+/// A complete request: its head and its decoded body.
+pub struct Request {
+    pub head: RequestHead,
+    pub body: Bytes,
+}
+
+/// Bytes asked of the kernel per read while a request is arriving.
+const READ_CHUNK_BYTES: usize = 4096;
+
+/// What reading a request produced.
+pub enum Read {
+    Request(Request),
+    /// The peer closed, or stayed idle past the idle timeout, between requests.
+    Closed,
+    Failed(HttpError),
+}
+
+/// Reads into the spare capacity of `buf`; returns bytes read (0 at end of stream).
+pub async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 2 {
+        buf.reserve(READ_CHUNK_BYTES);
+    }
+    let len = buf.len();
+    let owned = std::mem::take(buf);
+    let (result, slice) = stream.read(owned.slice_mut(len..)).await;
+    *buf = slice.into_inner();
+    result
+}
+
+/// Reads the next request. `buf` may already hold bytes of it (pipelining); it keeps whatever
+/// follows the request. While no byte of a request has arrived the connection holds no buffer.
+pub async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    limits: &http1::Limits,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+) -> Read {
+    if buf.is_empty() {
+        *buf = BytesMut::new();
+        match monoio::time::timeout(idle_timeout, stream.readable(false)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Read::Closed,
+        }
+    }
+    let deadline = monoio::time::Instant::now() + header_timeout;
+    let head = loop {
+        match http1::parse_head(buf, limits) {
+            Ok(Status::Complete(head)) => break head,
+            Ok(Status::Partial) => {}
+            Err(e) => return Read::Failed(e),
+        }
+        let was_empty = buf.is_empty();
+        match monoio::time::timeout_at(deadline, read_more(stream, buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return if was_empty {
+                    Read::Closed
+                } else {
+                    Read::Failed(HttpError::BadRequest("connection closed mid-request"))
+                };
+            }
+            Ok(Ok(_)) => {}
+            Err(_) => return Read::Failed(HttpError::Timeout),
+        }
+    };
+    buf.advance(head.head_len);
+    if head.expect_continue && head.body != BodyKind::None && buf.is_empty() {
+        let (result, _) = stream
+            .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
+            .await;
+        if result.is_err() {
+            return Read::Closed;
+        }
+    }
+    let body = match head.body {
+        BodyKind::None => Bytes::new(),
+        BodyKind::Length(n) => {
+            let n = n as usize;
+            while buf.len() < n {
+                match monoio::time::timeout_at(deadline, read_more(stream, buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        return Read::Failed(HttpError::BadRequest("connection closed mid-body"))
+                    }
+                    Ok(Ok(_)) => {}
+                    Err(_) => return Read::Failed(HttpError::Timeout),
+                }
+            }
+            buf.split_to(n).freeze()
+        }
+        BodyKind::Chunked => {
+            let mut decoder = ChunkedDecoder::new(limits.body_bytes_max);
+            let mut body = BytesMut::new();
+            loop {
+                match decoder.decode(buf, &mut body) {
+                    Ok(Decoded::Done) => break body.freeze(),
+                    Ok(Decoded::NeedMore) => {}
+                    Err(e) => return Read::Failed(e),
+                }
+                match monoio::time::timeout_at(deadline, read_more(stream, buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        return Read::Failed(HttpError::BadRequest("connection closed mid-body"))
+                    }
+                    Ok(Ok(_)) => {}
+                    Err(_) => return Read::Failed(HttpError::Timeout),
+                }
+            }
+        }
+    };
+    Read::Request(Request { head, body })
+}

@@ -1,0 +1,95 @@
+//! The cross-shard mesh: one bounded lock-free SPSC ring per ordered shard pair, wired before
+//! serving starts, with one waker per shard so producers wake a consumer once per batch.
+
+use atomic_waker::AtomicWaker;
+use bytes::Bytes;
+use rtrb::{Consumer, Producer, RingBuffer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::server::request::Request;
+use crate::tunnel::TunnelId;
+use crate::wire::datagram::Datagram;
+
+/// What one shard sends another.
+pub enum ShardMsg {
+    /// Deliver to the receiver's local subscribers.
+    Publish(Datagram),
+    /// Deliver to one tunnel the receiver owns (its private path).
+    Private {
+        tunnel: TunnelId,
+        datagram: Datagram,
+    },
+    /// A connection whose request concerns a tunnel the receiver owns.
+    Handoff(Box<Handoff>),
+}
+
+/// A connection moving to the shard that owns its tunnel, with the request it carried and any
+/// bytes read past it (a pipelined request).
+pub struct Handoff {
+    pub stream: std::net::TcpStream,
+    pub peer: SocketAddr,
+    pub request: Request,
+    pub rest: Bytes,
+}
+
+/// One shard's ends of the mesh.
+pub struct MeshEnd {
+    /// `outgoing[j]` rings to shard `j` (`None` for ourselves).
+    pub outgoing: Vec<Option<Producer<ShardMsg>>>,
+    /// Rings from every other shard.
+    pub incoming: Vec<Consumer<ShardMsg>>,
+    /// `wakers[j]` wakes shard `j`'s mesh task.
+    pub wakers: Arc<[AtomicWaker]>,
+}
+
+/// Builds the full mesh for `shard_count` shards with `slots` entries per ring.
+pub fn build(shard_count: usize, slots: usize) -> Vec<MeshEnd> {
+    let wakers: Arc<[AtomicWaker]> = (0..shard_count).map(|_| AtomicWaker::new()).collect();
+    let mut ends: Vec<MeshEnd> = (0..shard_count)
+        .map(|_| MeshEnd {
+            outgoing: (0..shard_count).map(|_| None).collect(),
+            incoming: Vec::with_capacity(shard_count.saturating_sub(1)),
+            wakers: wakers.clone(),
+        })
+        .collect();
+    for from in 0..shard_count {
+        for to in 0..shard_count {
+            if from == to {
+                continue;
+            }
+            let (producer, consumer) = RingBuffer::new(slots);
+            if let Some(slot) = ends.get_mut(from).and_then(|e| e.outgoing.get_mut(to)) {
+                *slot = Some(producer);
+            }
+            if let Some(end) = ends.get_mut(to) {
+                end.incoming.push(consumer);
+            }
+        }
+    }
+    ends
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::datagram::DatagramId;
+
+    #[test]
+    fn mesh_is_wired_pairwise_and_bounded() {
+        let mut ends = build(3, 2);
+        assert!(ends.iter().all(|e| e.incoming.len() == 2));
+        assert!(ends[1].outgoing[1].is_none());
+        let dg = Datagram::encode(DatagramId { shard: 0, seq: 1 }, "/a", b"1");
+        let p = ends[0].outgoing[2].as_mut().unwrap();
+        assert!(p.push(ShardMsg::Publish(dg.clone())).is_ok());
+        assert!(p.push(ShardMsg::Publish(dg.clone())).is_ok());
+        assert!(
+            p.push(ShardMsg::Publish(dg)).is_err(),
+            "a full ring refuses"
+        );
+        // Shard 2 receives from 0 and 1, in that order.
+        let received = ends[2].incoming[0].pop();
+        assert!(matches!(received, Ok(ShardMsg::Publish(d)) if d.id() == b"0-1"));
+    }
+}

@@ -1,0 +1,432 @@
+//! A shard: one core's tunnels, subscriptions and counters, and its ends of the cross-shard mesh.
+//! Everything here is `!Send` and touched only by the shard's own thread.
+
+pub mod mesh;
+
+use rtrb::Producer;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pubsub::{path, Pattern, Registry};
+use crate::tunnel::{Kick, Subscribed, Tunnel, TunnelId, TunnelLimits};
+use crate::wire::datagram::{Datagram, DatagramId};
+use crate::wire::format::Formats;
+use mesh::ShardMsg;
+
+/// Why a publish was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishError {
+    /// A ring to another shard is full: nothing was delivered anywhere.
+    RingFull,
+    /// The private path names a tunnel that does not exist.
+    UnknownTunnel,
+}
+
+/// Why a tunnel request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelError {
+    Unknown,
+    ShardFull,
+    SubscriptionLimit,
+    RateLimited,
+    PrivatePath,
+}
+
+/// Things every shard reads and nobody writes after start-up.
+pub struct Shared {
+    pub config: Config,
+    pub formats: Formats,
+    pub metrics: Vec<Arc<Metrics>>,
+}
+
+struct State {
+    tunnels: Vec<Option<Tunnel>>,
+    free_slots: Vec<u32>,
+    tunnel_count: usize,
+    registry: Registry,
+    /// Cull candidates in deadline order (the grace period is the same for all).
+    detached: VecDeque<(u64, u32, u32)>,
+    delivery_epoch: u64,
+}
+
+/// One shard's state.
+pub struct Shard {
+    pub id: u16,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub tunnel_limits: TunnelLimits,
+    state: RefCell<State>,
+    outgoing: RefCell<Vec<Option<Producer<ShardMsg>>>>,
+    wakers: Arc<[atomic_waker::AtomicWaker]>,
+    started: Instant,
+    datagram_seq: Cell<u64>,
+    token_seq: Cell<u64>,
+    entropy: RefCell<(Vec<u8>, usize)>,
+}
+
+impl Shard {
+    pub fn new(
+        id: u16,
+        shared: Arc<Shared>,
+        outgoing: Vec<Option<Producer<ShardMsg>>>,
+        wakers: Arc<[atomic_waker::AtomicWaker]>,
+    ) -> Rc<Shard> {
+        let c = &shared.config;
+        let tunnel_limits = TunnelLimits {
+            replay_datagrams_max: c.replay_datagrams_max,
+            replay_bytes_max: c.replay_bytes_max,
+            send_queue_bytes_max: c.send_queue_bytes_max,
+            subscriptions_max: c.subscriptions_per_tunnel_max,
+            events_per_s: c.events_per_s,
+            events_burst: c.events_burst,
+        };
+        let metrics = shared.metrics.get(id as usize).cloned().unwrap_or_default();
+        Rc::new(Shard {
+            id,
+            metrics,
+            tunnel_limits,
+            shared,
+            state: RefCell::new(State {
+                tunnels: Vec::new(),
+                free_slots: Vec::new(),
+                tunnel_count: 0,
+                registry: Registry::default(),
+                detached: VecDeque::new(),
+                delivery_epoch: 0,
+            }),
+            outgoing: RefCell::new(outgoing),
+            wakers,
+            started: Instant::now(),
+            datagram_seq: Cell::new(0),
+            token_seq: Cell::new(0),
+            entropy: RefCell::new((Vec::new(), 0)),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.wakers.len()
+    }
+
+    /// Milliseconds since the shard started: the shard's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// A token identifying one attachment (one connection's claim on a tunnel).
+    pub fn next_token(&self) -> u64 {
+        let t = self.token_seq.get() + 1;
+        self.token_seq.set(t);
+        t
+    }
+
+    /// 64 random bits from the OS, drawn in blocks to spare syscalls.
+    fn random_u64(&self) -> u64 {
+        let mut entropy = self.entropy.borrow_mut();
+        let (pool, used) = &mut *entropy;
+        if *used + 8 > pool.len() {
+            pool.resize(512, 0);
+            if getrandom::getrandom(pool).is_err() {
+                // Without OS randomness, fall back to something unique but guessable; say so.
+                tracing::error!("getrandom failed; tunnel ids are not secret");
+                let seed = self.started.elapsed().as_nanos() as u64 ^ u64::from(self.id);
+                for (i, b) in pool.iter_mut().enumerate() {
+                    *b = (seed.rotate_left(i as u32) >> (i % 8)) as u8;
+                }
+            }
+            *used = 0;
+        }
+        let mut bytes = [0u8; 8];
+        if let Some(src) = pool.get(*used..*used + 8) {
+            bytes.copy_from_slice(src);
+        }
+        *used += 8;
+        u64::from_le_bytes(bytes)
+    }
+
+    /// Opens a tunnel, detached (and so subject to culling until something attaches).
+    pub fn create_tunnel(&self) -> Result<TunnelId, TunnelError> {
+        let secret = self.random_u64();
+        let now_ms = self.now_ms();
+        let grace_ms = self.config().tunnel_grace_ms;
+        let mut st = self.state.borrow_mut();
+        if st.tunnel_count >= self.config().tunnels_per_shard_max {
+            return Err(TunnelError::ShardFull);
+        }
+        let slot = match st.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                st.tunnels.push(None);
+                (st.tunnels.len() - 1) as u32
+            }
+        };
+        let id = TunnelId {
+            shard: self.id,
+            slot,
+            secret,
+        };
+        let tunnel = Tunnel::new(id, &self.tunnel_limits, now_ms);
+        if let Some(entry) = st.tunnels.get_mut(slot as usize) {
+            *entry = Some(tunnel);
+        }
+        st.tunnel_count += 1;
+        st.detached.push_back((now_ms + grace_ms, slot, 0));
+        Metrics::add(&self.metrics.tunnels_created, 1);
+        Metrics::add(&self.metrics.tunnels_open, 1);
+        Ok(id)
+    }
+
+    /// Runs `f` on the tunnel `id` if this shard holds it.
+    pub fn with_tunnel<R>(&self, id: &TunnelId, f: impl FnOnce(&mut Tunnel) -> R) -> Option<R> {
+        let mut st = self.state.borrow_mut();
+        tunnel_mut(&mut st.tunnels, id).map(f)
+    }
+
+    pub fn tunnel_exists(&self, id: &TunnelId) -> bool {
+        self.with_tunnel(id, |_| ()).is_some()
+    }
+
+    /// Subscribes tunnel `id` to `pattern`.
+    pub fn subscribe(&self, id: &TunnelId, pattern: &Pattern) -> Result<(), TunnelError> {
+        if pattern.touches_private() {
+            return Err(TunnelError::PrivatePath);
+        }
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let tunnel = tunnel_mut(&mut st.tunnels, id).ok_or(TunnelError::Unknown)?;
+        match tunnel.subscribe(pattern, &self.tunnel_limits) {
+            Subscribed::Added => {
+                st.registry.insert(pattern, id.slot);
+                Ok(())
+            }
+            Subscribed::AlreadyThere => Ok(()),
+            Subscribed::LimitReached => Err(TunnelError::SubscriptionLimit),
+        }
+    }
+
+    /// Unsubscribes; unsubscribing from something never subscribed is not an error.
+    pub fn unsubscribe(&self, id: &TunnelId, pattern: &Pattern) -> Result<(), TunnelError> {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let tunnel = tunnel_mut(&mut st.tunnels, id).ok_or(TunnelError::Unknown)?;
+        if tunnel.unsubscribe(pattern) {
+            st.registry.remove(pattern, id.slot);
+        }
+        Ok(())
+    }
+
+    /// Takes one event token of tunnel `id`.
+    pub fn charge_event(&self, id: &TunnelId) -> Result<(), TunnelError> {
+        let now_ms = self.now_ms();
+        let limits = self.tunnel_limits;
+        match self.with_tunnel(id, |t| t.take_event_token(now_ms, &limits)) {
+            None => Err(TunnelError::Unknown),
+            Some(false) => Err(TunnelError::RateLimited),
+            Some(true) => Ok(()),
+        }
+    }
+
+    /// Attaches connection `token` to tunnel `id`.
+    pub fn attach(&self, id: &TunnelId, token: u64) -> bool {
+        self.with_tunnel(id, |t| t.attach(token)).is_some()
+    }
+
+    /// Detaches connection `token`; the tunnel is culled if nothing re-attaches within the grace.
+    pub fn detach(&self, id: &TunnelId, token: u64) {
+        let deadline_ms = self.now_ms() + self.config().tunnel_grace_ms;
+        let mut st = self.state.borrow_mut();
+        let Some(tunnel) = tunnel_mut(&mut st.tunnels, id) else {
+            return;
+        };
+        if !tunnel.detach(token) {
+            return;
+        }
+        let epoch = tunnel.detach_epoch;
+        st.detached.push_back((deadline_ms, id.slot, epoch));
+    }
+
+    /// For attachment `token` of tunnel `id`: see [`Tunnel::poll_attachment`].
+    pub fn poll_attachment(&self, id: &TunnelId, token: u64, waker: &Waker) -> Result<bool, Kick> {
+        self.with_tunnel(id, |t| t.poll_attachment(token, waker))
+            .unwrap_or(Err(Kick::Replaced))
+    }
+
+    /// Culls tunnels detached for longer than the grace period. Returns how many.
+    pub fn cull_expired(&self) -> usize {
+        let now_ms = self.now_ms();
+        let mut culled = 0;
+        let mut guard = self.state.borrow_mut();
+        let st = &mut *guard;
+        while let Some(&(deadline_ms, slot, epoch)) = st.detached.front() {
+            if deadline_ms > now_ms {
+                break;
+            }
+            st.detached.pop_front();
+            let Some(entry) = st.tunnels.get_mut(slot as usize) else {
+                continue;
+            };
+            let expired = matches!(entry, Some(t) if !t.is_attached() && t.detach_epoch == epoch);
+            if !expired {
+                continue;
+            }
+            if let Some(mut tunnel) = entry.take() {
+                for pattern in tunnel.take_subscriptions() {
+                    st.registry.remove(&pattern, slot);
+                }
+                st.free_slots.push(slot);
+                st.tunnel_count -= 1;
+                culled += 1;
+            }
+        }
+        drop(guard);
+        if culled > 0 {
+            Metrics::add(&self.metrics.tunnels_culled, culled as u64);
+            Metrics::sub(&self.metrics.tunnels_open, culled as u64);
+        }
+        culled
+    }
+
+    /// Publishes `data_json` on `path`: delivers to local subscribers and queues one message per
+    /// other shard. All or nothing: if any ring is full nothing is delivered.
+    pub fn publish(&self, path: &str, data_json: &[u8]) -> Result<DatagramId, PublishError> {
+        let private = match path.strip_prefix(path::PRIVATE_PREFIX) {
+            Some(id_text) => Some(TunnelId::parse(id_text).ok_or(PublishError::UnknownTunnel)?),
+            None => None,
+        };
+        let mut outgoing = self.outgoing.borrow_mut();
+        if let Some(target) = private {
+            if target.shard as usize >= self.shard_count() {
+                return Err(PublishError::UnknownTunnel);
+            }
+            if target.shard == self.id && !self.tunnel_exists(&target) {
+                return Err(PublishError::UnknownTunnel);
+            }
+        }
+        let targets_full = outgoing.iter().enumerate().any(|(to, p)| match p {
+            Some(p) if private.is_none_or(|t| t.shard as usize == to) => p.is_full(),
+            _ => false,
+        });
+        if targets_full {
+            Metrics::add(&self.metrics.ring_full, 1);
+            return Err(PublishError::RingFull);
+        }
+        let seq = self.datagram_seq.get() + 1;
+        self.datagram_seq.set(seq);
+        let id = DatagramId {
+            shard: self.id,
+            seq,
+        };
+        let datagram = Datagram::encode(id, path, data_json);
+        Metrics::add(&self.metrics.publishes, 1);
+        match private {
+            Some(target) if target.shard == self.id => self.deliver_private(&target, datagram),
+            Some(target) => {
+                let to = target.shard as usize;
+                if let Some(Some(p)) = outgoing.get_mut(to) {
+                    // Cannot fail: checked for room above and we are the only producer.
+                    let _ = p.push(ShardMsg::Private {
+                        tunnel: target,
+                        datagram,
+                    });
+                    self.wake_shard(to);
+                }
+            }
+            None => {
+                for (to, p) in outgoing.iter_mut().enumerate() {
+                    if let Some(p) = p {
+                        let _ = p.push(ShardMsg::Publish(datagram.clone()));
+                        self.wake_shard(to);
+                    }
+                }
+                drop(outgoing);
+                self.deliver(&datagram);
+            }
+        }
+        Ok(id)
+    }
+
+    /// Sends a message to shard `to`; hands it back if that ring is full.
+    pub fn send(&self, to: usize, msg: ShardMsg) -> Result<(), ShardMsg> {
+        let mut outgoing = self.outgoing.borrow_mut();
+        let Some(Some(p)) = outgoing.get_mut(to) else {
+            return Err(msg);
+        };
+        match p.push(msg) {
+            Ok(()) => {
+                self.wake_shard(to);
+                Ok(())
+            }
+            Err(rtrb::PushError::Full(msg)) => {
+                Metrics::add(&self.metrics.ring_full, 1);
+                Err(msg)
+            }
+        }
+    }
+
+    /// True when the ring to shard `to` can take a message. We are its only producer, so the
+    /// answer holds until we push.
+    pub fn has_room(&self, to: usize) -> bool {
+        matches!(self.outgoing.borrow().get(to), Some(Some(p)) if !p.is_full())
+    }
+
+    fn wake_shard(&self, to: usize) {
+        if let Some(w) = self.wakers.get(to) {
+            w.wake();
+        }
+    }
+
+    /// Registers the mesh task's waker.
+    pub fn register_mesh_waker(&self, waker: &Waker) {
+        if let Some(w) = self.wakers.get(self.id as usize) {
+            w.register(waker);
+        }
+    }
+
+    /// Queues `datagram` to every local tunnel subscribed to its path, once per tunnel.
+    pub fn deliver(&self, datagram: &Datagram) {
+        let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        st.delivery_epoch += 1;
+        let epoch = st.delivery_epoch;
+        let limits = &self.tunnel_limits;
+        let tunnels = &mut st.tunnels;
+        let mut delivered = 0u64;
+        st.registry.for_each_match(datagram.path(), |slot| {
+            if let Some(Some(t)) = tunnels.get_mut(slot as usize) {
+                if t.delivery_epoch_last != epoch {
+                    t.delivery_epoch_last = epoch;
+                    t.push(datagram.clone(), limits);
+                    delivered += 1;
+                }
+            }
+        });
+        Metrics::add(&self.metrics.deliveries, delivered);
+    }
+
+    /// Queues `datagram` to the tunnel `id` alone (its private path).
+    pub fn deliver_private(&self, id: &TunnelId, datagram: Datagram) {
+        let limits = self.tunnel_limits;
+        if self
+            .with_tunnel(id, |t| t.push(datagram, &limits))
+            .is_some()
+        {
+            Metrics::add(&self.metrics.deliveries, 1);
+        }
+    }
+}
+
+fn tunnel_mut<'a>(tunnels: &'a mut [Option<Tunnel>], id: &TunnelId) -> Option<&'a mut Tunnel> {
+    match tunnels.get_mut(id.slot as usize) {
+        Some(Some(t)) if t.id == *id => Some(t),
+        _ => None,
+    }
+}

@@ -1,0 +1,152 @@
+//! Datagrams: the JSON object every transport carries, built once per publish and shared.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fmt;
+
+/// A datagram id: the publishing shard and its publish sequence. Unique for the router's lifetime
+/// because each shard's sequence only grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatagramId {
+    pub shard: u16,
+    pub seq: u64,
+}
+
+impl fmt::Display for DatagramId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.shard, self.seq)
+    }
+}
+
+const ID_PREFIX: &[u8] = br#"{"id":""#;
+const PATH_PREFIX: &[u8] = br#"","path":""#;
+const DATA_PREFIX: &[u8] = br#"","data":"#;
+
+/// One published datagram, `{"id":"<id>","path":"<path>","data":<json>}`. Cloning shares the
+/// encoded bytes, so a publish to many tunnels holds one copy of the payload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Datagram {
+    json: Bytes,
+    id_len: u8,
+    path_len: u8,
+}
+
+impl fmt::Debug for Datagram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Datagram")
+            .field("json", &String::from_utf8_lossy(&self.json))
+            .finish()
+    }
+}
+
+impl Datagram {
+    /// Encodes a datagram. `path` must be a validated path (no byte of it needs JSON escaping) and
+    /// `data_json` one compact, valid JSON value.
+    pub fn encode(id: DatagramId, path: &str, data_json: &[u8]) -> Datagram {
+        let id_string = id.to_string();
+        let id_text = id_string.as_bytes();
+        let mut json = BytesMut::with_capacity(
+            ID_PREFIX.len()
+                + id_text.len()
+                + PATH_PREFIX.len()
+                + path.len()
+                + DATA_PREFIX.len()
+                + data_json.len()
+                + 1,
+        );
+        json.put_slice(ID_PREFIX);
+        json.put_slice(id_text);
+        json.put_slice(PATH_PREFIX);
+        json.put_slice(path.as_bytes());
+        json.put_slice(DATA_PREFIX);
+        json.put_slice(data_json);
+        json.put_u8(b'}');
+        debug_assert!(
+            path.len() <= u8::MAX as usize,
+            "paths are at most 255 bytes"
+        );
+        Datagram {
+            json: json.freeze(),
+            id_len: id_text.len() as u8,
+            path_len: path.len() as u8,
+        }
+    }
+
+    /// The encoded JSON object.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    /// The datagram id as text.
+    pub fn id(&self) -> &[u8] {
+        let start = ID_PREFIX.len();
+        self.json
+            .get(start..start + self.id_len as usize)
+            .unwrap_or_default()
+    }
+
+    /// The path it was published on.
+    pub fn path(&self) -> &str {
+        let start = ID_PREFIX.len() + self.id_len as usize + PATH_PREFIX.len();
+        self.json
+            .get(start..start + self.path_len as usize)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Encoded size in bytes, what replay and send-queue limits count.
+    pub fn len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// Never true: a datagram always has an id and a path.
+    pub fn is_empty(&self) -> bool {
+        self.json.is_empty()
+    }
+}
+
+/// The control datagram every attachment receives first.
+pub fn tunnel_control(tunnel_id: &str, new: bool, keepalive_ms: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"type":"tunnel","tunnel":"{tunnel_id}","new":{new},"keepalive_ms":{keepalive_ms}}}"#
+    ))
+}
+
+/// Keepalive control datagram.
+pub const KEEPALIVE: &[u8] = br#"{"type":"keepalive"}"#;
+/// Sent before a replay when the requested `last` id is no longer in the replay buffer.
+pub const GAP: &[u8] = br#"{"type":"gap"}"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_and_exposes_fields() {
+        let d = Datagram::encode(
+            DatagramId { shard: 1, seq: 42 },
+            "/chat/room1",
+            br#"{"a":1}"#,
+        );
+        assert_eq!(
+            &d.json()[..],
+            br#"{"id":"1-42","path":"/chat/room1","data":{"a":1}}"#
+        );
+        assert_eq!(d.id(), b"1-42");
+        assert_eq!(d.path(), "/chat/room1");
+        assert_eq!(d.len(), d.json().len());
+        let clone = d.clone();
+        assert_eq!(
+            clone.json().as_ptr(),
+            d.json().as_ptr(),
+            "clones share bytes"
+        );
+    }
+
+    #[test]
+    fn control_datagrams() {
+        assert_eq!(
+            &tunnel_control("0-1-ab", true, 15000)[..],
+            br#"{"type":"tunnel","tunnel":"0-1-ab","new":true,"keepalive_ms":15000}"#
+        );
+    }
+}

@@ -1,0 +1,117 @@
+//! Sans-IO HTTP/1.1 codec: request heads, chunked request bodies, response writing and errors.
+
+pub mod chunked;
+pub mod request;
+pub mod response;
+
+pub use chunked::{ChunkedDecoder, Decoded};
+pub use request::{parse_head, BodyKind, Method, RequestHead, Status};
+pub use response::{reason, write_chunk, write_full, write_last_chunk, ResponseBody, ResponseHead};
+
+/// Why a request cannot be served; each variant maps to one response status.
+///
+/// `Copy` and allocation-free so it can be returned from hot parsing paths and
+/// carried across the IO layer without cloning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HttpError {
+    /// Syntax or framing violation; the payload says which rule was broken.
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
+    /// The request line did not end within `Limits::header_bytes_max`.
+    #[error("request URI too long")]
+    UriTooLong,
+    /// The head exceeded `Limits::header_bytes_max`/`header_count_max`, or
+    /// chunked trailers exceeded their bound.
+    #[error("request header fields too large")]
+    HeadTooLarge,
+    /// The declared or decoded body exceeded `Limits::body_bytes_max`.
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// The head did not arrive in time (produced by the IO layer, not the codec).
+    #[error("request head timed out")]
+    Timeout,
+    /// No handler for this method on this path (produced by routing).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl HttpError {
+    /// The response status code for this error.
+    pub fn status(self) -> u16 {
+        match self {
+            HttpError::BadRequest(_) => 400,
+            HttpError::UriTooLong => 414,
+            HttpError::HeadTooLarge => 431,
+            HttpError::BodyTooLarge => 413,
+            HttpError::Timeout => 408,
+            HttpError::MethodNotAllowed => 405,
+        }
+    }
+
+    /// Short text for JSON error bodies. For `BadRequest` this is the static
+    /// detail, which never contains request bytes, so it is safe to echo.
+    pub fn message(self) -> &'static str {
+        match self {
+            HttpError::BadRequest(detail) => detail,
+            HttpError::UriTooLong => "request URI too long",
+            HttpError::HeadTooLarge => "request header fields too large",
+            HttpError::BodyTooLarge => "request body too large",
+            HttpError::Timeout => "request head timed out",
+            HttpError::MethodNotAllowed => "method not allowed",
+        }
+    }
+}
+
+/// Per-request resource bounds enforced by the codec.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Maximum bytes of a request head, including the final CRLFCRLF.
+    pub header_bytes_max: usize,
+    /// Maximum number of header fields; values above
+    /// [`request::HEADER_COUNT_CAP`] are treated as the cap.
+    pub header_count_max: usize,
+    /// Maximum bytes of a request body (declared or decoded).
+    pub body_bytes_max: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_match_variants() {
+        assert_eq!(HttpError::BadRequest("x").status(), 400);
+        assert_eq!(HttpError::UriTooLong.status(), 414);
+        assert_eq!(HttpError::HeadTooLarge.status(), 431);
+        assert_eq!(HttpError::BodyTooLarge.status(), 413);
+        assert_eq!(HttpError::Timeout.status(), 408);
+        assert_eq!(HttpError::MethodNotAllowed.status(), 405);
+    }
+
+    #[test]
+    fn messages_and_display() {
+        assert_eq!(HttpError::BadRequest("bad chunk").message(), "bad chunk");
+        assert_eq!(
+            HttpError::BadRequest("bad chunk").to_string(),
+            "malformed request: bad chunk"
+        );
+        assert_eq!(HttpError::UriTooLong.message(), "request URI too long");
+        assert_eq!(
+            HttpError::HeadTooLarge.message(),
+            "request header fields too large"
+        );
+        assert_eq!(HttpError::BodyTooLarge.message(), "request body too large");
+        assert_eq!(HttpError::Timeout.message(), "request head timed out");
+        assert_eq!(HttpError::MethodNotAllowed.message(), "method not allowed");
+        // Display and message agree for the fixed-text variants.
+        for e in [
+            HttpError::UriTooLong,
+            HttpError::HeadTooLarge,
+            HttpError::BodyTooLarge,
+            HttpError::Timeout,
+            HttpError::MethodNotAllowed,
+        ] {
+            assert_eq!(e.to_string(), e.message());
+        }
+    }
+}

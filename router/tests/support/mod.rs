@@ -1,0 +1,281 @@
+//! Test support: an in-process router on 127.0.0.1:0 and a raw-socket HTTP client that reads
+//! exact bytes (chunked streams included) with bounded waits.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use router::config::Config;
+
+/// Longest any single read in a test may wait.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// Starts a router with two shards on an ephemeral port; `flags` are extra command-line flags.
+pub fn start(flags: &[&str]) -> SocketAddr {
+    let mut args: Vec<String> = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--log", "warn"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let config = Config::from_args(args).expect("test config is valid");
+    let server = router::server::start(config).expect("router starts");
+    let addr = server.addr;
+    // The shard threads live until the test process ends.
+    std::mem::forget(server);
+    addr
+}
+
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn chunked(&self) -> bool {
+        self.header("transfer-encoding") == Some("chunked")
+    }
+}
+
+/// A client connection that reads responses.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Client {
+        Client {
+            reader: BufReader::new(connect(addr)),
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.reader.get_mut().write_all(raw).expect("write");
+    }
+
+    /// Sends `GET target` (HTTP/1.1, keep-alive).
+    pub fn get(&mut self, target: &str) {
+        self.send(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+
+    /// Sends `POST target` with a JSON body.
+    pub fn post(&mut self, target: &str, body: &str) {
+        self.send(
+            format!(
+                "POST {target} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+
+    /// Reads a response head.
+    pub fn head(&mut self) -> Head {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).expect("header line");
+            let h = h.trim_end_matches(['\r', '\n']);
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').expect("header has a colon");
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+        Head { status, headers }
+    }
+
+    /// Reads a whole non-streaming response: head and body (Content-Length or chunked).
+    pub fn response(&mut self) -> (Head, String) {
+        let head = self.head();
+        let body = if let Some(len) = head.header("content-length") {
+            let mut body = vec![0u8; len.parse().unwrap()];
+            self.reader.read_exact(&mut body).expect("body");
+            body
+        } else if head.chunked() {
+            let mut body = Vec::new();
+            while let Some(chunk) = self.chunk() {
+                body.extend(chunk);
+            }
+            body
+        } else {
+            let mut body = Vec::new();
+            let _ = self.reader.read_to_end(&mut body);
+            body
+        };
+        (head, String::from_utf8(body).expect("utf-8 body"))
+    }
+
+    /// Reads one chunk of a chunked body; `None` at the last chunk.
+    pub fn chunk(&mut self) -> Option<Vec<u8>> {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("chunk size");
+        let size = usize::from_str_radix(line.trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
+        let mut data = vec![0u8; size];
+        self.reader.read_exact(&mut data).expect("chunk data");
+        let mut crlf = [0u8; 2];
+        self.reader.read_exact(&mut crlf).expect("chunk CRLF");
+        assert_eq!(&crlf, b"\r\n");
+        if size == 0 {
+            None
+        } else {
+            Some(data)
+        }
+    }
+
+    /// True when the server closed the connection (EOF) within `WAIT`.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0))
+    }
+}
+
+/// A streaming tunnel (chunked body), split into format records as they arrive.
+pub struct Stream {
+    pub client: Client,
+    pub head: Head,
+    pending: Vec<u8>,
+    pub ended: bool,
+}
+
+impl Stream {
+    /// Opens `GET target` and reads the response head.
+    pub fn open(addr: SocketAddr, target: &str) -> Stream {
+        let mut client = Client::new(addr);
+        client.get(target);
+        let head = client.head();
+        Stream {
+            client,
+            head,
+            pending: Vec::new(),
+            ended: false,
+        }
+    }
+
+    /// Reads until `pending` holds `delim`, returns the bytes before it (and drops the delimiter).
+    /// `None` when the stream ended first.
+    pub fn record(&mut self, delim: &[u8]) -> Option<Vec<u8>> {
+        loop {
+            if let Some(pos) = find(&self.pending, delim) {
+                let rec = self.pending[..pos].to_vec();
+                self.pending.drain(..pos + delim.len());
+                return Some(rec);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.client.chunk() {
+                Some(c) => self.pending.extend(c),
+                None => self.ended = true,
+            }
+        }
+    }
+
+    /// Next SSE event as its lines, e.g. `["id: 0-1", "data: {...}"]`.
+    pub fn sse_event(&mut self) -> Option<Vec<String>> {
+        let rec = self.record(b"\n\n")?;
+        Some(
+            String::from_utf8(rec)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect(),
+        )
+    }
+
+    /// Next SSE event's JSON data, skipping `:` keepalive comments when `skip_keepalive`.
+    pub fn sse_json(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let ev = self.sse_event()?;
+            if let Some(data) = ev.iter().find_map(|l| l.strip_prefix("data: ")) {
+                return Some(serde_json::from_str(data).expect("SSE data is JSON"));
+            }
+        }
+    }
+
+    /// Next NUL-terminated record as JSON.
+    pub fn nul_json(&mut self) -> Option<serde_json::Value> {
+        let rec = self.record(b"\0")?;
+        Some(serde_json::from_slice(&rec).expect("NUL record is JSON"))
+    }
+
+    /// Next NDJSON line as JSON.
+    pub fn ndjson(&mut self) -> Option<serde_json::Value> {
+        let rec = self.record(b"\n")?;
+        Some(serde_json::from_slice(&rec).expect("NDJSON line is JSON"))
+    }
+
+    /// The bytes of the stream until it ends.
+    pub fn rest(&mut self) -> Vec<u8> {
+        while !self.ended {
+            match self.client.chunk() {
+                Some(c) => self.pending.extend(c),
+                None => self.ended = true,
+            }
+        }
+        std::mem::take(&mut self.pending)
+    }
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Publishes `data` (JSON text) on `path` through the backend API; returns the datagram id.
+pub fn publish(addr: SocketAddr, path: &str, data: &str) -> String {
+    let mut c = Client::new(addr);
+    c.post(&format!("/publish{path}"), data);
+    let (head, body) = c.response();
+    assert_eq!(head.status, 202, "publish answered {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The tunnel's owner shard, from its id `<shard>-<slot>-<secret>`.
+pub fn shard_of(tunnel: &str) -> u16 {
+    tunnel.split('-').next().unwrap().parse().unwrap()
+}
+
+/// Polls `cond` every 10 ms until it holds or `WAIT` passes.
+pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// The router's summed counters.
+pub fn metrics(addr: SocketAddr) -> serde_json::Value {
+    let mut c = Client::new(addr);
+    c.get("/metrics");
+    let (head, body) = c.response();
+    assert_eq!(head.status, 200);
+    serde_json::from_str(&body).unwrap()
+}
