@@ -62,11 +62,26 @@ pub enum Kick {
     Replaced,
 }
 
+/// What an attached connection should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attention {
+    /// Nothing yet: its waker is registered.
+    Idle,
+    /// Datagrams wait to be sent.
+    Data,
+    /// Its deadline passed (keepalive due, long-poll ttl over).
+    Deadline,
+}
+
+/// The one connection attached to a tunnel. Its deadline lives here rather than in a timer
+/// future per connection: the shard's timer task fires it, which keeps an idle attachment small.
 #[derive(Debug)]
 struct Attachment {
     token: u64,
     waker: Option<Waker>,
     kick: Option<Kick>,
+    deadline_ms: u64,
+    deadline_fired: bool,
 }
 
 /// Outcome of subscribing.
@@ -264,6 +279,8 @@ impl Tunnel {
             token,
             waker: None,
             kick: None,
+            deadline_ms: u64::MAX,
+            deadline_fired: false,
         });
     }
 
@@ -279,26 +296,58 @@ impl Tunnel {
         }
     }
 
-    /// For the attached connection `token`: `Err(kick)` if it must go, `Ok(true)` if datagrams
-    /// wait, else registers `waker` and returns `Ok(false)`.
-    pub fn poll_attachment(&mut self, token: u64, waker: &Waker) -> Result<bool, Kick> {
+    /// For the attached connection `token`: `Err(kick)` if it must go, otherwise what needs its
+    /// attention; when nothing does, registers `waker`.
+    pub fn poll_attachment(&mut self, token: u64, waker: &Waker) -> Result<Attention, Kick> {
         let unsent = self.has_unsent();
         match &mut self.attachment {
             Some(a) if a.token == token => {
                 if let Some(kick) = a.kick {
                     return Err(kick);
                 }
-                if !unsent {
-                    match &a.waker {
-                        Some(w) if w.will_wake(waker) => {}
-                        _ => a.waker = Some(waker.clone()),
-                    }
+                if unsent {
+                    return Ok(Attention::Data);
                 }
-                Ok(unsent)
+                if std::mem::take(&mut a.deadline_fired) {
+                    return Ok(Attention::Deadline);
+                }
+                match &a.waker {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => a.waker = Some(waker.clone()),
+                }
+                Ok(Attention::Idle)
             }
             // Detached or replaced by someone else.
             _ => Err(Kick::Replaced),
         }
+    }
+
+    /// Sets the deadline of attachment `token`; false when it is not attached.
+    pub fn set_deadline(&mut self, token: u64, deadline_ms: u64) -> bool {
+        match &mut self.attachment {
+            Some(a) if a.token == token => {
+                a.deadline_ms = deadline_ms;
+                a.deadline_fired = false;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Called by the shard's timer at `now_ms` for attachment `token`: fires the deadline if it
+    /// has passed and returns `None`, or returns the later deadline to check again at (it moves
+    /// when a stream writes). `None` as well when the attachment is gone.
+    pub fn check_deadline(&mut self, token: u64, now_ms: u64) -> Option<u64> {
+        let a = self.attachment.as_mut().filter(|a| a.token == token)?;
+        if a.deadline_ms > now_ms {
+            return Some(a.deadline_ms);
+        }
+        a.deadline_fired = true;
+        a.deadline_ms = u64::MAX;
+        if let Some(w) = a.waker.take() {
+            w.wake();
+        }
+        None
     }
 
     fn kick(&mut self, kick: Kick) {
@@ -415,11 +464,11 @@ mod tests {
         let mut t = tunnel();
         t.attach(1);
         let waker = Arc::new(CountWake(AtomicUsize::new(0))).into();
-        assert_eq!(t.poll_attachment(1, &waker), Ok(false));
+        assert_eq!(t.poll_attachment(1, &waker), Ok(Attention::Idle));
         for seq in 1..=4 {
             t.push(dg(seq), &LIMITS);
         }
-        assert_eq!(t.poll_attachment(1, &waker), Ok(true));
+        assert_eq!(t.poll_attachment(1, &waker), Ok(Attention::Data));
         t.push(dg(5), &LIMITS);
         assert_eq!(t.poll_attachment(1, &waker), Err(Kick::SlowConsumer));
         assert!(t.detach(1));
@@ -439,7 +488,7 @@ mod tests {
         t.push(dg(1), &limits);
         t.push(dg(2), &limits);
         let waker = Arc::new(CountWake(AtomicUsize::new(0))).into();
-        assert_eq!(t.poll_attachment(9, &waker), Ok(true));
+        assert_eq!(t.poll_attachment(9, &waker), Ok(Attention::Data));
         t.push(dg(3), &limits);
         assert_eq!(t.poll_attachment(9, &waker), Err(Kick::SlowConsumer));
     }
@@ -450,13 +499,32 @@ mod tests {
         let count = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = count.clone().into();
         t.attach(1);
-        assert_eq!(t.poll_attachment(1, &waker), Ok(false));
+        assert_eq!(t.poll_attachment(1, &waker), Ok(Attention::Idle));
         t.attach(2);
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert_eq!(t.poll_attachment(1, &waker), Err(Kick::Replaced));
         assert!(!t.detach(1));
         assert!(t.detach(2));
         assert!(!t.is_attached());
+    }
+
+    #[test]
+    fn deadlines_fire_once_and_move() {
+        let mut t = tunnel();
+        let count = Arc::new(CountWake(AtomicUsize::new(0)));
+        let waker = count.clone().into();
+        t.attach(3);
+        assert!(t.set_deadline(3, 100));
+        assert!(!t.set_deadline(4, 100), "not attached");
+        assert_eq!(t.poll_attachment(3, &waker), Ok(Attention::Idle));
+        assert_eq!(t.check_deadline(3, 50), Some(100));
+        assert!(t.set_deadline(3, 150));
+        assert_eq!(t.check_deadline(3, 100), Some(150), "moved by a write");
+        assert_eq!(t.check_deadline(3, 150), None);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(t.poll_attachment(3, &waker), Ok(Attention::Deadline));
+        assert_eq!(t.poll_attachment(3, &waker), Ok(Attention::Idle));
+        assert_eq!(t.check_deadline(4, 200), None, "other tokens are ignored");
     }
 
     #[test]

@@ -5,7 +5,6 @@ use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 use std::future::poll_fn;
 use std::task::Poll;
-use std::time::Duration;
 
 use super::conn::{owner, Answer, Next, Owner, Params};
 use super::reply::{send, API_HEADERS, JSONP_HEADERS};
@@ -13,10 +12,10 @@ use super::request::Request;
 use crate::metrics::Metrics;
 use crate::pubsub::Pattern;
 use crate::shard::Shard;
-use crate::tunnel::{Kick, TunnelId};
+use crate::tunnel::{Attention, Kick, TunnelId};
 use crate::wire::datagram::{self, Datagram, GAP, KEEPALIVE};
 use crate::wire::format::{put_poll_answer, Envelope, Format, IFRAME_CALLBACK_DEFAULT};
-use crate::wire::http1::{ResponseBody, ResponseHead};
+use crate::wire::http1::{write_full, ResponseBody, ResponseHead};
 
 /// Largest batch written to a stream in one write.
 const STREAM_BATCH_BYTES: usize = 64 * 1024;
@@ -31,12 +30,7 @@ const STREAM_HEADERS: &[(&str, &str)] = &[
 ];
 
 /// Handles `GET /tunnel?format=F[&id=ID&last=DID][&path=P...][&cb=CB][&ttl=MS]`.
-pub async fn open(
-    answer: &mut Answer<'_>,
-    request: &Request,
-    params: &Params<'_>,
-    _buf: &mut BytesMut,
-) -> Next {
+pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
     let shard = answer.shard.clone();
     let config = shard.config();
     let Some(format_name) = params.get("format") else {
@@ -106,61 +100,88 @@ pub async fn open(
             .with_tunnel(&id, |t| t.seek(last.map(str::as_bytes)))
             .unwrap_or(false)
     };
-    let id_text = id.to_string();
-    let cb = match (&format, answer.cb.take()) {
-        (Format::Iframe, None) => IFRAME_CALLBACK_DEFAULT.to_owned(),
-        (_, cb) => cb.unwrap_or_default(),
-    };
-    let env = Envelope {
-        cb: &cb,
-        tunnel: &id_text,
+    let id_text: Box<str> = id.to_string().into();
+    let cb: Box<str> = match (&format, answer.cb.take()) {
+        (Format::Iframe, None) => IFRAME_CALLBACK_DEFAULT.into(),
+        (_, cb) => cb.unwrap_or_default().into(),
     };
     let control = datagram::tunnel_control(&id_text, new, config.keepalive_ms);
+    let token = shard.next_token();
     if format.is_stream() {
-        let recycle_bytes = config.recycle_bytes_for(format.name());
         let http10 = request.head.version_minor == 0;
-        stream(
-            &shard,
-            answer.stream,
-            &format,
-            &env,
+        let keep_alive = !http10 && answer.keep_alive;
+        let attached = Attached {
             id,
-            &control,
-            gap,
-            recycle_bytes,
-            !http10 && answer.keep_alive,
-            http10,
-        )
-        .await
+            token,
+            keep_alive,
+            tunnel: id_text,
+            cb,
+            mode: Mode::Stream {
+                recycle_bytes: config.recycle_bytes_for(format.name()),
+                format,
+                chunked: !http10,
+                sent_bytes: 0,
+            },
+        };
+        attached
+            .start_stream(&shard, answer.stream, &control, gap)
+            .await
     } else {
-        let jsonp = matches!(format, Format::Jsonp).then_some(cb.as_str());
-        let ctx = Poll_ {
-            shard: &shard,
+        let attached = Attached {
             id,
-            id_text: &id_text,
-            jsonp,
+            token,
             keep_alive: answer.keep_alive,
+            tunnel: id_text,
+            cb,
+            mode: Mode::Poll {
+                jsonp: matches!(format, Format::Jsonp),
+            },
         };
         if new {
-            ctx.answer(answer.stream, &[&control[..]]).await
+            attached
+                .answer_poll(&shard, answer.stream, &[&control[..]])
+                .await
+        } else if gap {
+            attached.answer_poll(&shard, answer.stream, &[GAP]).await
+        } else if shard.with_tunnel(&id, |t| t.has_unsent()) == Some(true) {
+            attached.answer_poll(&shard, answer.stream, &[]).await
         } else {
-            long_poll(ctx, answer.stream, gap, Duration::from_millis(ttl_ms)).await
+            // Park: the connection loop waits for datagrams, the ttl or the peer.
+            shard.attach(&id, token);
+            shard.arm_deadline(&id, token, shard.now_ms() + ttl_ms);
+            Next::Attached(Box::new(attached))
         }
     }
 }
 
-/// Where a tunnel stands for its attached connection.
-enum Wait {
-    Ready,
-    Kicked(Kick),
+/// A connection attached to a tunnel, waiting for it. This is all an idle tunnel's connection
+/// holds: no buffers, no per-connection timer (the shard's timer task fires the deadline).
+pub struct Attached {
+    id: TunnelId,
+    token: u64,
+    keep_alive: bool,
+    tunnel: Box<str>,
+    cb: Box<str>,
+    mode: Mode,
 }
 
-/// Resolves when tunnel `id` has unsent datagrams for attachment `token`, or the attachment must go.
-async fn tunnel_ready(shard: &Shard, id: &TunnelId, token: u64) -> Wait {
+enum Mode {
+    Stream {
+        format: Format,
+        chunked: bool,
+        recycle_bytes: u64,
+        sent_bytes: u64,
+    },
+    Poll {
+        jsonp: bool,
+    },
+}
+
+/// Resolves when attachment `token` of tunnel `id` needs attention, or must go.
+async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention, Kick> {
     poll_fn(|cx| match shard.poll_attachment(id, token, cx.waker()) {
-        Ok(true) => Poll::Ready(Wait::Ready),
-        Ok(false) => Poll::Pending,
-        Err(kick) => Poll::Ready(Wait::Kicked(kick)),
+        Ok(Attention::Idle) => Poll::Pending,
+        other => Poll::Ready(other),
     })
     .await
 }
@@ -171,174 +192,257 @@ async fn peer_activity(stream: &TcpStream) {
     let _ = stream.readable(false).await;
 }
 
-/// Frames stream output as HTTP chunks (or raw bytes for close-delimited HTTP/1.0 answers).
-struct ChunkFrame {
-    chunked: bool,
+/// Size of the future that serves an attached tunnel, for the idle-cost budget test.
+#[cfg(test)]
+pub fn idle_attached_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usize {
+    let attached = Attached {
+        id: TunnelId {
+            shard: 0,
+            slot: 0,
+            secret: 0,
+        },
+        token: 0,
+        keep_alive: true,
+        tunnel: "".into(),
+        cb: "".into(),
+        mode: Mode::Poll { jsonp: false },
+    };
+    std::mem::size_of_val(&attached.run(shard, stream))
 }
 
-/// Chunk-size field, written fixed-width so the size can be filled in after the payload (leading
-/// zeros are valid chunk-size syntax).
+/// Frames stream output as HTTP chunks (or raw bytes for close-delimited HTTP/1.0 answers).
+/// The chunk-size field is written fixed-width so the size can be filled in after the payload
+/// (leading zeros are valid chunk-size syntax).
 const CHUNK_PREFIX_BYTES: usize = 10;
 
-impl ChunkFrame {
-    fn begin(&self, out: &mut BytesMut) -> usize {
-        let start = out.len();
-        if self.chunked {
-            out.put_slice(b"00000000\r\n");
-        }
-        start
+fn chunk_begin(chunked: bool, out: &mut BytesMut) -> usize {
+    let start = out.len();
+    if chunked {
+        out.put_slice(b"00000000\r\n");
     }
-
-    fn end(&self, out: &mut BytesMut, start: usize) {
-        if !self.chunked {
-            return;
-        }
-        let payload = out.len() - start - CHUNK_PREFIX_BYTES;
-        if payload == 0 {
-            out.truncate(start);
-            return;
-        }
-        let size = format!("{payload:08x}");
-        if let Some(field) = out.get_mut(start..start + 8) {
-            field.copy_from_slice(size.as_bytes());
-        }
-        out.put_slice(b"\r\n");
-    }
+    start
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn stream(
-    shard: &std::rc::Rc<Shard>,
-    stream: &mut TcpStream,
-    format: &Format,
-    env: &Envelope<'_>,
-    id: TunnelId,
-    control: &[u8],
-    gap: bool,
-    recycle_bytes: u64,
-    keep_alive: bool,
-    http10: bool,
-) -> Next {
-    let config = shard.config();
-    let keepalive = Duration::from_millis(config.keepalive_ms);
-    let token = shard.next_token();
-    shard.attach(&id, token);
-    let frame = ChunkFrame { chunked: !http10 };
-    let mut out = BytesMut::with_capacity(2048);
-    ResponseHead {
-        status: 200,
-        content_type: Some(format.content_type()),
-        body: if http10 {
-            ResponseBody::CloseDelimited
-        } else {
-            ResponseBody::Chunked
-        },
-        keep_alive,
-        extra: STREAM_HEADERS,
+fn chunk_end(chunked: bool, out: &mut BytesMut, start: usize) {
+    if !chunked {
+        return;
     }
-    .write(&mut out);
-    let start = frame.begin(&mut out);
-    format.put_header(&mut out, env);
-    format.put_datagram(&mut out, control, None, env);
-    if gap {
-        format.put_datagram(&mut out, GAP, None, env);
+    let payload = out.len() - start - CHUNK_PREFIX_BYTES;
+    if payload == 0 {
+        out.truncate(start);
+        return;
     }
-    frame.end(&mut out, start);
+    let size = format!("{payload:08x}");
+    if let Some(field) = out.get_mut(start..start + 8) {
+        field.copy_from_slice(size.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+}
 
-    let mut sent_bytes: u64 = 0;
-    let mut next_keepalive = monoio::time::Instant::now() + keepalive;
-    let end = loop {
-        // Write whatever is queued, in bounded batches.
-        let start = frame.begin(&mut out);
+impl Attached {
+    fn env(&self) -> Envelope<'_> {
+        Envelope {
+            cb: &self.cb,
+            tunnel: &self.tunnel,
+        }
+    }
+
+    /// Writes the stream's response head, format header, tunnel datagram (and gap), attaches,
+    /// and hands the rest to the connection loop.
+    async fn start_stream(
+        self,
+        shard: &Shard,
+        stream: &mut TcpStream,
+        control: &[u8],
+        gap: bool,
+    ) -> Next {
+        let Mode::Stream {
+            format, chunked, ..
+        } = &self.mode
+        else {
+            return Next::Close;
+        };
+        let env = self.env();
+        let mut out = BytesMut::with_capacity(2048);
+        ResponseHead {
+            status: 200,
+            content_type: Some(format.content_type()),
+            body: if *chunked {
+                ResponseBody::Chunked
+            } else {
+                ResponseBody::CloseDelimited
+            },
+            keep_alive: self.keep_alive,
+            extra: STREAM_HEADERS,
+        }
+        .write(&mut out);
+        let start = chunk_begin(*chunked, &mut out);
+        format.put_header(&mut out, &env);
+        format.put_datagram(&mut out, control, None, &env);
+        if gap {
+            format.put_datagram(&mut out, GAP, None, &env);
+        }
+        chunk_end(*chunked, &mut out, start);
+        shard.attach(&self.id, self.token);
+        if !send(stream, out).await {
+            shard.detach(&self.id, self.token);
+            return Next::Close;
+        }
+        let keepalive_ms = shard.config().keepalive_ms;
+        shard.arm_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+        Next::Attached(Box::new(self))
+    }
+
+    /// Serves the attachment until it ends; detaches on the way out.
+    pub async fn run(mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+        let next = match self.mode {
+            Mode::Stream { .. } => self.run_stream(shard, stream).await,
+            Mode::Poll { .. } => self.run_poll(shard, stream).await,
+        };
+        shard.detach(&self.id, self.token);
+        next
+    }
+
+    async fn run_stream(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+        let keepalive_ms = shard.config().keepalive_ms;
+        loop {
+            let wait = monoio::select! {
+                wait = attention(shard, &self.id, self.token) => wait,
+                _ = peer_activity(stream) => return Next::Close,
+            };
+            let mut out = BytesMut::new();
+            match wait {
+                Ok(Attention::Data) => {
+                    if let Some(end) = self.write_batch(shard, &mut out) {
+                        if !send(stream, out).await {
+                            return Next::Close;
+                        }
+                        shard.delay_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                        if end {
+                            Metrics::add(&shard.metrics.recycled, 1);
+                            return self.finish(stream).await;
+                        }
+                    }
+                }
+                Ok(Attention::Deadline) | Ok(Attention::Idle) => {
+                    self.put_keepalive(&mut out);
+                    Metrics::add(&shard.metrics.keepalives, 1);
+                    if !send(stream, out).await {
+                        return Next::Close;
+                    }
+                    shard.arm_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                }
+                Err(Kick::SlowConsumer) => {
+                    Metrics::add(&shard.metrics.slow_consumer, 1);
+                    return Next::Close;
+                }
+                Err(Kick::Replaced) => {
+                    Metrics::add(&shard.metrics.replaced, 1);
+                    return self.finish(stream).await;
+                }
+            }
+        }
+    }
+
+    /// Appends queued datagrams (one bounded batch) to `out`. Returns `None` when nothing was
+    /// queued, else whether the stream reached its recycle size.
+    fn write_batch(&mut self, shard: &Shard, out: &mut BytesMut) -> Option<bool> {
+        let env = Envelope {
+            cb: &self.cb,
+            tunnel: &self.tunnel,
+        };
+        let Mode::Stream {
+            format,
+            chunked,
+            recycle_bytes,
+            sent_bytes,
+        } = &mut self.mode
+        else {
+            return None;
+        };
+        let start = chunk_begin(*chunked, out);
         let batch_start = out.len();
-        shard.with_tunnel(&id, |t| {
+        shard.with_tunnel(&self.id, |t| {
             t.drain_unsent(usize::MAX, |d: &Datagram| {
                 if out.len() - batch_start >= STREAM_BATCH_BYTES {
                     return false;
                 }
-                format.put_datagram(&mut out, d.json(), Some(d.id()), env);
+                format.put_datagram(out, d.json(), Some(d.id()), &env);
                 true
             })
         });
         let payload = (out.len() - batch_start) as u64;
-        frame.end(&mut out, start);
-        if !out.is_empty() {
-            if !send(stream, std::mem::take(&mut out)).await {
-                break StreamEnd::PeerGone;
-            }
-            sent_bytes += payload;
-            next_keepalive = monoio::time::Instant::now() + keepalive;
-            if recycle_bytes > 0 && sent_bytes >= recycle_bytes {
-                Metrics::add(&shard.metrics.recycled, 1);
-                break StreamEnd::Finish;
-            }
-            continue;
+        chunk_end(*chunked, out, start);
+        if payload == 0 {
+            return None;
         }
-        monoio::select! {
-            wait = tunnel_ready(shard, &id, token) => match wait {
-                Wait::Ready => {}
-                Wait::Kicked(Kick::SlowConsumer) => {
-                    Metrics::add(&shard.metrics.slow_consumer, 1);
-                    break StreamEnd::PeerGone;
-                }
-                Wait::Kicked(Kick::Replaced) => {
-                    Metrics::add(&shard.metrics.replaced, 1);
-                    break StreamEnd::Finish;
-                }
-            },
-            _ = monoio::time::sleep_until(next_keepalive) => {
-                let start = frame.begin(&mut out);
-                format.put_keepalive(&mut out, env);
-                frame.end(&mut out, start);
-                Metrics::add(&shard.metrics.keepalives, 1);
-                next_keepalive += keepalive;
-            },
-            _ = peer_activity(stream) => break StreamEnd::PeerGone,
+        *sent_bytes += payload;
+        Some(*recycle_bytes > 0 && *sent_bytes >= *recycle_bytes)
+    }
+
+    fn put_keepalive(&self, out: &mut BytesMut) {
+        if let Mode::Stream {
+            format, chunked, ..
+        } = &self.mode
+        {
+            let start = chunk_begin(*chunked, out);
+            format.put_keepalive(out, &self.env());
+            chunk_end(*chunked, out, start);
         }
-    };
-    shard.detach(&id, token);
-    match end {
-        StreamEnd::PeerGone => Next::Close,
-        StreamEnd::Finish => {
-            let mut out = BytesMut::new();
-            let start = frame.begin(&mut out);
-            format.put_footer(&mut out, env);
-            frame.end(&mut out, start);
-            if frame.chunked {
-                out.put_slice(b"0\r\n\r\n");
+    }
+
+    /// Ends the stream cleanly: footer, then the last chunk.
+    async fn finish(&self, stream: &mut TcpStream) -> Next {
+        let Mode::Stream {
+            format, chunked, ..
+        } = &self.mode
+        else {
+            return Next::Close;
+        };
+        let mut out = BytesMut::new();
+        let start = chunk_begin(*chunked, &mut out);
+        format.put_footer(&mut out, &self.env());
+        chunk_end(*chunked, &mut out, start);
+        if *chunked {
+            out.put_slice(b"0\r\n\r\n");
+        }
+        if send(stream, out).await && self.keep_alive && *chunked {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// A parked long-poll: answers when datagrams arrive, with a keepalive when the ttl passes or
+    /// another connection takes the tunnel; closes when the peer goes away.
+    async fn run_poll(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+        let wait = monoio::select! {
+            wait = attention(shard, &self.id, self.token) => wait,
+            _ = peer_activity(stream) => return Next::Close,
+        };
+        shard.detach(&self.id, self.token);
+        match wait {
+            Ok(Attention::Data) => self.answer_poll(shard, stream, &[]).await,
+            Ok(Attention::Deadline) | Ok(Attention::Idle) => {
+                self.answer_poll(shard, stream, &[KEEPALIVE]).await
             }
-            if send(stream, out).await && keep_alive {
-                Next::KeepAlive
-            } else {
-                Next::Close
+            Err(kick) => {
+                let counter = match kick {
+                    Kick::SlowConsumer => &shard.metrics.slow_consumer,
+                    Kick::Replaced => &shard.metrics.replaced,
+                };
+                Metrics::add(counter, 1);
+                self.answer_poll(shard, stream, &[KEEPALIVE]).await
             }
         }
     }
-}
 
-enum StreamEnd {
-    /// The peer closed, failed, or was dropped as a slow consumer: close without a footer.
-    PeerGone,
-    /// End the response cleanly (recycling, or another connection took the tunnel).
-    Finish,
-}
-
-/// A long-poll in progress.
-#[allow(non_camel_case_types)]
-struct Poll_<'a> {
-    shard: &'a Shard,
-    id: TunnelId,
-    id_text: &'a str,
-    jsonp: Option<&'a str>,
-    keep_alive: bool,
-}
-
-impl Poll_<'_> {
-    /// Answers with `head` control datagrams followed by queued datagrams (up to the batch limit).
-    async fn answer(&self, stream: &mut TcpStream, head: &[&[u8]]) -> Next {
-        let batch_max = self.shard.config().longpoll_batch_max;
+    /// Answers a poll with `head` control datagrams followed by queued datagrams (up to the batch
+    /// limit).
+    async fn answer_poll(&self, shard: &Shard, stream: &mut TcpStream, head: &[&[u8]]) -> Next {
+        let batch_max = shard.config().longpoll_batch_max;
         let mut queued: Vec<Datagram> = Vec::new();
-        self.shard.with_tunnel(&self.id, |t| {
+        shard.with_tunnel(&self.id, |t| {
             t.drain_unsent(batch_max, |d| {
                 queued.push(d.clone());
                 true
@@ -348,62 +452,18 @@ impl Poll_<'_> {
             .iter()
             .copied()
             .chain(queued.iter().map(|d| &d.json()[..]));
+        let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
         let mut body = BytesMut::new();
-        put_poll_answer(&mut body, self.jsonp, self.id_text, messages);
-        let (content_type, headers) = match self.jsonp {
+        put_poll_answer(&mut body, jsonp, &self.tunnel, messages);
+        let (content_type, headers) = match jsonp {
             Some(_) => ("application/javascript", JSONP_HEADERS),
             None => ("application/json", API_HEADERS),
         };
         let mut out = BytesMut::with_capacity(body.len() + 256);
-        crate::wire::http1::write_full(
-            &mut out,
-            200,
-            content_type,
-            &body,
-            self.keep_alive,
-            headers,
-        );
+        write_full(&mut out, 200, content_type, &body, self.keep_alive, headers);
         match send(stream, out).await {
             true if self.keep_alive => Next::KeepAlive,
             _ => Next::Close,
         }
-    }
-}
-
-/// Answers at once when something is queued (or lost: a gap), else parks until something is,
-/// the ttl passes (answered with a keepalive), or the peer goes away.
-async fn long_poll(ctx: Poll_<'_>, stream: &mut TcpStream, gap: bool, ttl: Duration) -> Next {
-    let shard = ctx.shard;
-    let queued = shard
-        .with_tunnel(&ctx.id, |t| t.has_unsent())
-        .unwrap_or(false);
-    if gap {
-        return ctx.answer(stream, &[GAP]).await;
-    }
-    if queued {
-        return ctx.answer(stream, &[]).await;
-    }
-    let token = shard.next_token();
-    shard.attach(&ctx.id, token);
-    let outcome = monoio::select! {
-        wait = tunnel_ready(shard, &ctx.id, token) => Some(wait),
-        _ = monoio::time::sleep(ttl) => None,
-        _ = peer_activity(stream) => {
-            shard.detach(&ctx.id, token);
-            return Next::Close;
-        },
-    };
-    shard.detach(&ctx.id, token);
-    match outcome {
-        Some(Wait::Ready) => ctx.answer(stream, &[]).await,
-        Some(Wait::Kicked(kick)) => {
-            let counter = match kick {
-                Kick::SlowConsumer => &shard.metrics.slow_consumer,
-                Kick::Replaced => &shard.metrics.replaced,
-            };
-            Metrics::add(counter, 1);
-            ctx.answer(stream, &[KEEPALIVE]).await
-        }
-        None => ctx.answer(stream, &[KEEPALIVE]).await,
     }
 }

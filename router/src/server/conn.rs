@@ -4,8 +4,10 @@
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -30,6 +32,8 @@ pub enum Next {
     Close,
     /// Move to shard `.0`, which owns the tunnel the request is about.
     Handoff(usize, Request),
+    /// Serve an attached tunnel (a stream, or a parked long-poll) until it ends.
+    Attached(Box<attach::Attached>),
 }
 
 /// Keeps `connections_open` right however the connection ends.
@@ -64,9 +68,9 @@ pub async fn serve(
         let request = match first.take() {
             Some(r) => r,
             None => {
-                match read_request(&mut stream, &mut buf, &limits, header_timeout, idle_timeout)
-                    .await
-                {
+                // Boxed, like the handlers below, so an idle connection's task stays small.
+                let read = boxed_read(&mut stream, &mut buf, &limits, header_timeout, idle_timeout);
+                match read.await {
                     Read::Request(r) => r,
                     Read::Closed => return,
                     Read::Failed(e) => {
@@ -81,15 +85,74 @@ pub async fn serve(
                 }
             }
         };
-        match route(&shard, &mut stream, peer, request, &mut buf).await {
+        if buf.is_empty() {
+            // Nothing pipelined: hold no buffer while the request is served or we wait.
+            buf = BytesMut::new();
+        }
+        let mut next = boxed_route(&shard, &mut stream, peer, request).await;
+        if let Next::Attached(attached) = next {
+            next = boxed_run(*attached, &shard, &mut stream).await;
+        }
+        match next {
             Next::KeepAlive => {}
-            Next::Close => return,
+            Next::Close | Next::Attached(_) => return,
             Next::Handoff(to, request) => {
-                handoff(&shard, stream, peer, request, buf, to).await;
+                boxed_handoff(&shard, stream, peer, request, buf, to).await;
                 return;
             }
         }
     }
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+// The connection task lives as long as the connection, so it must stay small: each phase runs
+// in a boxed future that exists only while that phase does. The boxes are built in plain
+// functions because a future created in an async fn's frame keeps its full size reserved there
+// even after it is moved into a box.
+
+fn boxed_read<'a>(
+    stream: &'a mut TcpStream,
+    buf: &'a mut BytesMut,
+    limits: &'a http1::Limits,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+) -> Boxed<'a, Read> {
+    Box::pin(read_request(
+        stream,
+        buf,
+        limits,
+        header_timeout,
+        idle_timeout,
+    ))
+}
+
+fn boxed_route<'a>(
+    shard: &'a Rc<Shard>,
+    stream: &'a mut TcpStream,
+    peer: SocketAddr,
+    request: Request,
+) -> Boxed<'a, Next> {
+    Box::pin(route(shard, stream, peer, request))
+}
+
+fn boxed_run<'a>(
+    attached: attach::Attached,
+    shard: &'a Shard,
+    stream: &'a mut TcpStream,
+) -> Boxed<'a, Next> {
+    Box::pin(attached.run(shard, stream))
+}
+
+fn boxed_handoff(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    buf: BytesMut,
+    to: usize,
+) -> Boxed<'_, ()> {
+    Box::pin(handoff(shard, stream, peer, request, buf, to))
 }
 
 /// Moves the connection to shard `to`. Refused with 503 when the ring to it is full.
@@ -221,7 +284,6 @@ async fn route(
     stream: &mut TcpStream,
     peer: SocketAddr,
     request: Request,
-    buf: &mut BytesMut,
 ) -> Next {
     let head = &request.head;
     let keep_alive = head.keep_alive;
@@ -266,7 +328,7 @@ async fn route(
             let body = metrics::to_json(&shard.shared.metrics);
             answer.json(200, body.as_bytes()).await
         }
-        (Method::Get, "/tunnel") => attach::open(&mut answer, &request, &params, buf).await,
+        (Method::Get, "/tunnel") => attach::open(&mut answer, &request, &params).await,
         (Method::Post, "/events") | (Method::Get, "/events") => {
             event(&mut answer, &request, &params).await
         }
@@ -447,5 +509,53 @@ pub fn clone_request(request: &Request) -> Request {
     Request {
         head: request.head.clone(),
         body: request.body.clone(),
+    }
+}
+
+#[cfg(test)]
+mod idle_budget {
+    //! An idle tunnel's connection is its task's future plus the attachment's future: keep both
+    //! within a budget, since they are multiplied by the number of idle tunnels.
+
+    use std::sync::Arc;
+
+    /// Bytes budgeted for a connection task's future and for an attached tunnel's future.
+    const SERVE_FUTURE_BYTES_MAX: usize = 1536;
+    const ATTACHED_FUTURE_BYTES_MAX: usize = 768;
+
+    #[test]
+    fn idle_connection_futures_stay_within_budget() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let listener = monoio::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let client = monoio::net::TcpStream::connect(addr)
+                .await
+                .expect("connect");
+            let mut other = monoio::net::TcpStream::connect(addr)
+                .await
+                .expect("connect");
+            let shared = Arc::new(crate::shard::Shared {
+                config: crate::config::Config::default(),
+                formats: Default::default(),
+                metrics: vec![Default::default()],
+            });
+            let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);
+            let shard = crate::shard::Shard::new(0, shared, vec![None], wakers);
+            let attached = super::attach::idle_attached_future_bytes(&shard, &mut other);
+            let serve = super::serve(shard, client, addr, None, bytes::BytesMut::new());
+            let serve = std::mem::size_of_val(&serve);
+            assert!(
+                serve <= SERVE_FUTURE_BYTES_MAX,
+                "serve future is {serve} bytes"
+            );
+            assert!(
+                attached <= ATTACHED_FUTURE_BYTES_MAX,
+                "attached future is {attached} bytes"
+            );
+        });
     }
 }

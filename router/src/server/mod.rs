@@ -135,6 +135,7 @@ fn run_shard(id: u16, shared: Arc<Shared>, listener: std::net::TcpListener, end:
         let shard = Shard::new(id, shared, outgoing, wakers);
         monoio::spawn(mesh_task(shard.clone(), incoming));
         monoio::spawn(cull_task(shard.clone()));
+        monoio::spawn(timer_task(shard.clone()));
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -234,6 +235,28 @@ async fn cull_task(shard: Rc<Shard>) {
     loop {
         monoio::time::sleep(Duration::from_millis(period_ms)).await;
         shard.cull_expired();
+    }
+}
+
+/// Fires attachment deadlines (keepalives, long-poll ttls) for the whole shard. It sleeps until
+/// the earliest deadline, at most a second, and is poked awake by an earlier one.
+async fn timer_task(shard: Rc<Shard>) {
+    const LOOK_MS_MAX: u64 = 1000;
+    loop {
+        let next_ms = shard.fire_deadlines();
+        let now_ms = shard.now_ms();
+        let target_ms = next_ms.min(now_ms + LOOK_MS_MAX);
+        let wait = Duration::from_millis(target_ms.saturating_sub(now_ms));
+        monoio::select! {
+            _ = monoio::time::sleep(wait) => {},
+            _ = poll_fn(|cx| {
+                if shard.poll_timer_poke(target_ms, cx.waker()) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }) => {},
+        }
     }
 }
 

@@ -21,10 +21,20 @@ pub const JSONP_HEADERS: &[(&str, &str)] = &[
     ("X-Content-Type-Options", "nosniff"),
 ];
 
-/// Writes `out` to the socket; false when the peer is gone.
+/// Writes `out` to the socket; false when the peer is gone. The write future is boxed so that
+/// the state machines awaiting `send` (a connection's task among them) stay small while idle.
 pub async fn send(stream: &mut TcpStream, out: BytesMut) -> bool {
-    let (result, _) = stream.write_all(out).await;
+    let (result, _) = boxed_write(stream, out).await;
     result.is_ok()
+}
+
+type WriteFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = monoio::BufResult<usize, BytesMut>> + 'a>>;
+
+/// Builds the write future outside the caller's frame: a future created in an async fn's own
+/// frame keeps its full size reserved there even after being moved into a box.
+fn boxed_write(stream: &mut TcpStream, out: BytesMut) -> WriteFuture<'_> {
+    Box::pin(stream.write_all(out))
 }
 
 /// A complete JSON answer, or JSONP when `cb` is given.

@@ -5,7 +5,8 @@ pub mod mesh;
 
 use rtrb::Producer;
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
@@ -14,7 +15,7 @@ use std::time::Instant;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pubsub::{path, Pattern, Registry};
-use crate::tunnel::{Kick, Subscribed, Tunnel, TunnelId, TunnelLimits};
+use crate::tunnel::{Attention, Kick, Subscribed, Tunnel, TunnelId, TunnelLimits};
 use crate::wire::datagram::{Datagram, DatagramId};
 use crate::wire::format::Formats;
 use mesh::ShardMsg;
@@ -68,6 +69,19 @@ pub struct Shard {
     datagram_seq: Cell<u64>,
     token_seq: Cell<u64>,
     entropy: RefCell<(Vec<u8>, usize)>,
+    timers: RefCell<Timers>,
+}
+
+/// Attachment deadlines (keepalives, long-poll ttls), fired by one timer task per shard instead
+/// of a timer per connection.
+struct Timers {
+    /// `(due_ms, slot, token)`, earliest first. Entries of attachments that are gone, or whose
+    /// deadline moved, are dropped or re-queued when they come due.
+    heap: BinaryHeap<Reverse<(u64, u32, u64)>>,
+    /// When the timer task will next look; an earlier deadline pokes it.
+    target_ms: u64,
+    poked: bool,
+    waker: Option<Waker>,
 }
 
 impl Shard {
@@ -106,6 +120,12 @@ impl Shard {
             datagram_seq: Cell::new(0),
             token_seq: Cell::new(0),
             entropy: RefCell::new((Vec::new(), 0)),
+            timers: RefCell::new(Timers {
+                heap: BinaryHeap::new(),
+                target_ms: u64::MAX,
+                poked: false,
+                waker: None,
+            }),
         })
     }
 
@@ -255,9 +275,67 @@ impl Shard {
     }
 
     /// For attachment `token` of tunnel `id`: see [`Tunnel::poll_attachment`].
-    pub fn poll_attachment(&self, id: &TunnelId, token: u64, waker: &Waker) -> Result<bool, Kick> {
+    pub fn poll_attachment(
+        &self,
+        id: &TunnelId,
+        token: u64,
+        waker: &Waker,
+    ) -> Result<Attention, Kick> {
         self.with_tunnel(id, |t| t.poll_attachment(token, waker))
             .unwrap_or(Err(Kick::Replaced))
+    }
+
+    /// Sets the deadline of attachment `token` and queues it for the timer task.
+    pub fn arm_deadline(&self, id: &TunnelId, token: u64, due_ms: u64) {
+        if self.with_tunnel(id, |t| t.set_deadline(token, due_ms)) != Some(true) {
+            return;
+        }
+        let mut timers = self.timers.borrow_mut();
+        timers.heap.push(Reverse((due_ms, id.slot, token)));
+        if due_ms < timers.target_ms {
+            timers.poked = true;
+            if let Some(w) = timers.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Moves the armed deadline of attachment `token` later (a stream wrote, so its keepalive can
+    /// wait). Later only: the queued entry re-queues itself when it comes due.
+    pub fn delay_deadline(&self, id: &TunnelId, token: u64, due_ms: u64) {
+        self.with_tunnel(id, |t| t.set_deadline(token, due_ms));
+    }
+
+    /// Fires every deadline that has passed; returns when the next one is due (`u64::MAX` if
+    /// none is queued).
+    pub fn fire_deadlines(&self) -> u64 {
+        let now_ms = self.now_ms();
+        let mut st = self.state.borrow_mut();
+        let mut timers = self.timers.borrow_mut();
+        while let Some(&Reverse((due_ms, slot, token))) = timers.heap.peek() {
+            if due_ms > now_ms {
+                return due_ms;
+            }
+            timers.heap.pop();
+            if let Some(Some(t)) = st.tunnels.get_mut(slot as usize) {
+                if let Some(later_ms) = t.check_deadline(token, now_ms) {
+                    timers.heap.push(Reverse((later_ms, slot, token)));
+                }
+            }
+        }
+        u64::MAX
+    }
+
+    /// For the timer task: records when it will next look, and registers its waker for an
+    /// earlier deadline. Ready when poked.
+    pub fn poll_timer_poke(&self, target_ms: u64, waker: &Waker) -> bool {
+        let mut timers = self.timers.borrow_mut();
+        timers.target_ms = target_ms;
+        if std::mem::take(&mut timers.poked) {
+            return true;
+        }
+        timers.waker = Some(waker.clone());
+        false
     }
 
     /// Culls tunnels detached for longer than the grace period. Returns how many.
