@@ -6,6 +6,29 @@ use router::config::{Config, ConfigError};
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+/// mimalloc option numbers (`mi_option_e` in mimalloc.h; the same in v2 and v3).
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Tunes mimalloc for many small, long-lived connection states: commit arena memory on demand
+/// and give freed pages back at once. Measured with `scripts/idle_memory.py` (10,000 idle SSE
+/// tunnels): 4.3 KB of RSS per tunnel with the defaults, 2.5 KB with these options.
+///
+/// It must run before mimalloc reserves its first arena, which happens at the first allocation,
+/// before `main`: so it runs as an early ELF constructor. Options set this way take precedence
+/// over mimalloc's `MIMALLOC_*` environment variables.
+extern "C" fn tune_allocator() {
+    // SAFETY: plain setters of mimalloc's global option table; no other thread exists yet.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0);
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
+#[used]
+#[link_section = ".init_array.00100"]
+static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
+
 fn main() {
     let config = match Config::from_args(std::env::args().skip(1)) {
         Ok(c) => c,

@@ -210,7 +210,14 @@ async fn mesh_task(shard: Rc<Shard>, mut incoming: Vec<rtrb::Consumer<ShardMsg>>
 fn handle_msg(shard: &Rc<Shard>, msg: ShardMsg) {
     match msg {
         ShardMsg::Publish(datagram) => shard.deliver(&datagram),
-        ShardMsg::Private { tunnel, datagram } => shard.deliver_private(&tunnel, datagram),
+        ShardMsg::Private {
+            tunnel,
+            datagram,
+            delivered,
+        } => {
+            // The publisher may have gone; the delivery stands either way.
+            let _ = delivered.send(shard.deliver_private(&tunnel, datagram));
+        }
         ShardMsg::Handoff(h) => match monoio::net::TcpStream::from_std(h.stream) {
             Ok(stream) => {
                 Metrics::add(&shard.metrics.connections_accepted, 1);

@@ -20,7 +20,8 @@ const READ_CHUNK_BYTES: usize = 4096;
 
 /// What reading a request produced.
 pub enum Read {
-    Request(Request),
+    /// Boxed: a connection task holds this across awaits, and is kept small.
+    Request(Box<Request>),
     /// The peer closed, or stayed idle past the idle timeout, between requests.
     Closed,
     Failed(HttpError),
@@ -117,5 +118,5 @@ pub async fn read_request(
             }
         }
     };
-    Read::Request(Request { head, body })
+    Read::Request(Box::new(Request { head, body }))
 }

@@ -15,10 +15,11 @@ use crate::wire::datagram::Datagram;
 pub enum ShardMsg {
     /// Deliver to the receiver's local subscribers.
     Publish(Datagram),
-    /// Deliver to one tunnel the receiver owns (its private path).
+    /// Deliver to one tunnel the receiver owns (its private path), and say whether it exists.
     Private {
         tunnel: TunnelId,
         datagram: Datagram,
+        delivered: futures_channel::oneshot::Sender<bool>,
     },
     /// A connection whose request concerns a tunnel the receiver owns.
     Handoff(Box<Handoff>),
@@ -29,7 +30,7 @@ pub enum ShardMsg {
 pub struct Handoff {
     pub stream: std::net::TcpStream,
     pub peer: SocketAddr,
-    pub request: Request,
+    pub request: Box<Request>,
     pub rest: Bytes,
 }
 
@@ -78,6 +79,11 @@ mod tests {
     #[test]
     fn mesh_is_wired_pairwise_and_bounded() {
         let mut ends = build(3, 2);
+        // Each ring preallocates `shard_ring_slots` of these (docs/limits.md counts 80 bytes).
+        assert!(
+            std::mem::size_of::<ShardMsg>() <= 80,
+            "ring slots stay small"
+        );
         assert!(ends.iter().all(|e| e.incoming.len() == 2));
         assert!(ends[1].outgoing[1].is_none());
         let dg = Datagram::encode(DatagramId { shard: 0, seq: 1 }, "/a", b"1");

@@ -20,6 +20,14 @@ use crate::wire::datagram::{Datagram, DatagramId};
 use crate::wire::format::Formats;
 use mesh::ShardMsg;
 
+/// A publish that was accepted.
+pub enum Published {
+    /// Delivered to this shard's subscribers and queued to every other shard.
+    Done(DatagramId),
+    /// Sent to the shard owning a private path's tunnel; it answers whether the tunnel exists.
+    Remote(DatagramId, futures_channel::oneshot::Receiver<bool>),
+}
+
 /// Why a publish was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishError {
@@ -375,7 +383,7 @@ impl Shard {
 
     /// Publishes `data_json` on `path`: delivers to local subscribers and queues one message per
     /// other shard. All or nothing: if any ring is full nothing is delivered.
-    pub fn publish(&self, path: &str, data_json: &[u8]) -> Result<DatagramId, PublishError> {
+    pub fn publish(&self, path: &str, data_json: &[u8]) -> Result<Published, PublishError> {
         let private = match path.strip_prefix(path::PRIVATE_PREFIX) {
             Some(id_text) => Some(TunnelId::parse(id_text).ok_or(PublishError::UnknownTunnel)?),
             None => None,
@@ -406,17 +414,22 @@ impl Shard {
         let datagram = Datagram::encode(id, path, data_json);
         Metrics::add(&self.metrics.publishes, 1);
         match private {
-            Some(target) if target.shard == self.id => self.deliver_private(&target, datagram),
+            Some(target) if target.shard == self.id => {
+                self.deliver_private(&target, datagram);
+            }
             Some(target) => {
                 let to = target.shard as usize;
+                let (delivered, answer) = futures_channel::oneshot::channel();
                 if let Some(Some(p)) = outgoing.get_mut(to) {
                     // Cannot fail: checked for room above and we are the only producer.
                     let _ = p.push(ShardMsg::Private {
                         tunnel: target,
                         datagram,
+                        delivered,
                     });
                     self.wake_shard(to);
                 }
+                return Ok(Published::Remote(id, answer));
             }
             None => {
                 for (to, p) in outgoing.iter_mut().enumerate() {
@@ -429,7 +442,7 @@ impl Shard {
                 self.deliver(&datagram);
             }
         }
-        Ok(id)
+        Ok(Published::Done(id))
     }
 
     /// Sends a message to shard `to`; hands it back if that ring is full.
@@ -490,15 +503,16 @@ impl Shard {
         Metrics::add(&self.metrics.deliveries, delivered);
     }
 
-    /// Queues `datagram` to the tunnel `id` alone (its private path).
-    pub fn deliver_private(&self, id: &TunnelId, datagram: Datagram) {
+    /// Queues `datagram` to the tunnel `id` alone (its private path); false if there is none.
+    pub fn deliver_private(&self, id: &TunnelId, datagram: Datagram) -> bool {
         let limits = self.tunnel_limits;
-        if self
+        let delivered = self
             .with_tunnel(id, |t| t.push(datagram, &limits))
-            .is_some()
-        {
+            .is_some();
+        if delivered {
             Metrics::add(&self.metrics.deliveries, 1);
         }
+        delivered
     }
 }
 
