@@ -82,6 +82,8 @@ struct Attachment {
     kick: Option<Kick>,
     deadline_ms: u64,
     deadline_fired: bool,
+    /// True while the shard's timer holds an entry for this attachment.
+    deadline_queued: bool,
 }
 
 /// Outcome of subscribing.
@@ -281,6 +283,7 @@ impl Tunnel {
             kick: None,
             deadline_ms: u64::MAX,
             deadline_fired: false,
+            deadline_queued: false,
         });
     }
 
@@ -322,15 +325,38 @@ impl Tunnel {
         }
     }
 
-    /// Sets the deadline of attachment `token`; false when it is not attached.
-    pub fn set_deadline(&mut self, token: u64, deadline_ms: u64) -> bool {
+    /// `Some(kick)` when attachment `token` must go; otherwise registers `waker`, which any
+    /// push or kick wakes. Used while a write is in flight.
+    pub fn poll_kick(&mut self, token: u64, waker: &Waker) -> Option<Kick> {
         match &mut self.attachment {
             Some(a) if a.token == token => {
+                if a.kick.is_some() {
+                    return a.kick;
+                }
+                match &a.waker {
+                    Some(w) if w.will_wake(waker) => {}
+                    _ => a.waker = Some(waker.clone()),
+                }
+                None
+            }
+            _ => Some(Kick::Replaced),
+        }
+    }
+
+    /// Sets the deadline of attachment `token`. Returns `Some(true)` when the shard's timer must
+    /// queue an entry for it (none is queued, or the new deadline is earlier than the queued
+    /// one), `Some(false)` when the queued entry will find the new deadline, `None` when
+    /// `token` is not attached.
+    pub fn set_deadline(&mut self, token: u64, deadline_ms: u64) -> Option<bool> {
+        match &mut self.attachment {
+            Some(a) if a.token == token => {
+                let queue = !a.deadline_queued || deadline_ms < a.deadline_ms;
                 a.deadline_ms = deadline_ms;
                 a.deadline_fired = false;
-                true
+                a.deadline_queued = true;
+                Some(queue)
             }
-            _ => false,
+            _ => None,
         }
     }
 
@@ -343,6 +369,7 @@ impl Tunnel {
             return Some(a.deadline_ms);
         }
         a.deadline_fired = true;
+        a.deadline_queued = false;
         a.deadline_ms = u64::MAX;
         if let Some(w) = a.waker.take() {
             w.wake();
@@ -353,6 +380,9 @@ impl Tunnel {
     fn kick(&mut self, kick: Kick) {
         if let Some(a) = &mut self.attachment {
             a.kick.get_or_insert(kick);
+            if let Some(w) = a.waker.take() {
+                w.wake();
+            }
         }
     }
 
@@ -514,14 +544,27 @@ mod tests {
         let count = Arc::new(CountWake(AtomicUsize::new(0)));
         let waker = count.clone().into();
         t.attach(3);
-        assert!(t.set_deadline(3, 100));
-        assert!(!t.set_deadline(4, 100), "not attached");
+        assert_eq!(t.set_deadline(3, 100), Some(true));
+        assert_eq!(t.set_deadline(4, 100), None, "not attached");
         assert_eq!(t.poll_attachment(3, &waker), Ok(Attention::Idle));
         assert_eq!(t.check_deadline(3, 50), Some(100));
-        assert!(t.set_deadline(3, 150));
+        assert_eq!(
+            t.set_deadline(3, 150),
+            Some(false),
+            "the queued entry will see it"
+        );
         assert_eq!(t.check_deadline(3, 100), Some(150), "moved by a write");
         assert_eq!(t.check_deadline(3, 150), None);
+        // Fired: nothing is queued any more, so the next deadline needs an entry.
+        assert_eq!(t.set_deadline(3, 300), Some(true));
+        assert_eq!(
+            t.set_deadline(3, 200),
+            Some(true),
+            "earlier than the queued entry"
+        );
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(t.check_deadline(3, 150), Some(200));
+        assert_eq!(t.check_deadline(3, 200), None);
         assert_eq!(t.poll_attachment(3, &waker), Ok(Attention::Deadline));
         assert_eq!(t.poll_attachment(3, &waker), Ok(Attention::Idle));
         assert_eq!(t.check_deadline(4, 200), None, "other tokens are ignored");

@@ -67,10 +67,11 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         .header("last-event-id")
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::trim);
-    let last = params
-        .get("last")
-        .or(last_event_id)
-        .filter(|l| !l.is_empty());
+    // The header wins: an EventSource reconnects to its original URL (which may carry an old
+    // `last`) with the id of the last event it really received in the header.
+    let last = last_event_id
+        .filter(|l| !l.is_empty())
+        .or(params.get("last").filter(|l| !l.is_empty()));
 
     // Re-attach to an existing tunnel, or open a new one.
     let existing = match params.get("id").map(|id| owner(&shard, id)) {
@@ -148,7 +149,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         } else {
             // Park: the connection loop waits for datagrams, the ttl or the peer.
             shard.attach(&id, token);
-            shard.arm_deadline(&id, token, shard.now_ms() + ttl_ms);
+            shard.set_deadline(&id, token, shard.now_ms() + ttl_ms);
             Next::Attached(Box::new(attached))
         }
     }
@@ -182,6 +183,15 @@ async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention
     poll_fn(|cx| match shard.poll_attachment(id, token, cx.waker()) {
         Ok(Attention::Idle) => Poll::Pending,
         other => Poll::Ready(other),
+    })
+    .await
+}
+
+/// Resolves when attachment `token` is told to go (replacement or slow consumer).
+async fn kicked(shard: &Shard, id: &TunnelId, token: u64) -> Kick {
+    poll_fn(|cx| match shard.poll_kick(id, token, cx.waker()) {
+        Some(kick) => Poll::Ready(kick),
+        None => Poll::Pending,
     })
     .await
 }
@@ -289,7 +299,7 @@ impl Attached {
             return Next::Close;
         }
         let keepalive_ms = shard.config().keepalive_ms;
-        shard.arm_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
         Next::Attached(Box::new(self))
     }
 
@@ -314,10 +324,20 @@ impl Attached {
             match wait {
                 Ok(Attention::Data) => {
                     if let Some(end) = self.write_batch(shard, &mut out) {
-                        if !send(stream, out).await {
+                        // A peer that stops reading blocks this write once the socket buffers
+                        // fill; the tunnel then kicks it as a slow consumer, which must not wait
+                        // for the write.
+                        let sent = monoio::select! {
+                            sent = send(stream, out) => sent,
+                            _ = kicked(shard, &self.id, self.token) => {
+                                Metrics::add(&shard.metrics.slow_consumer, 1);
+                                return Next::Close;
+                            },
+                        };
+                        if !sent {
                             return Next::Close;
                         }
-                        shard.delay_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
                         if end {
                             Metrics::add(&shard.metrics.recycled, 1);
                             return self.finish(stream).await;
@@ -330,7 +350,7 @@ impl Attached {
                     if !send(stream, out).await {
                         return Next::Close;
                     }
-                    shard.arm_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                    shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
                 }
                 Err(Kick::SlowConsumer) => {
                     Metrics::add(&shard.metrics.slow_consumer, 1);
@@ -364,7 +384,11 @@ impl Attached {
         let batch_start = out.len();
         shard.with_tunnel(&self.id, |t| {
             t.drain_unsent(usize::MAX, |d: &Datagram| {
-                if out.len() - batch_start >= STREAM_BATCH_BYTES {
+                let batch_bytes = out.len() - batch_start;
+                let recycle_due =
+                    *recycle_bytes > 0 && *sent_bytes + batch_bytes as u64 >= *recycle_bytes;
+                // The stream ends right after the datagram that crosses the recycle size.
+                if batch_bytes >= STREAM_BATCH_BYTES || recycle_due {
                     return false;
                 }
                 format.put_datagram(out, d.json(), Some(d.id()), &env);

@@ -290,6 +290,7 @@ async fn route(
     let params = match query::parse(head.query()) {
         Ok(p) => Params(p),
         Err(_) => {
+            Metrics::add(&shard.metrics.requests_failed, 1);
             let out = reply::error(400, "invalid percent-encoding in query", None, keep_alive);
             return close_unless(send(stream, out).await, keep_alive);
         }
@@ -297,6 +298,7 @@ async fn route(
     let cb = match params.get("cb") {
         Some(cb) if callback_valid(cb) => Some(cb.to_owned()),
         Some(_) => {
+            Metrics::add(&shard.metrics.requests_failed, 1);
             let out = reply::error(400, "invalid callback name", None, keep_alive);
             return close_unless(send(stream, out).await, keep_alive);
         }

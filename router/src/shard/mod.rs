@@ -293,9 +293,17 @@ impl Shard {
             .unwrap_or(Err(Kick::Replaced))
     }
 
-    /// Sets the deadline of attachment `token` and queues it for the timer task.
-    pub fn arm_deadline(&self, id: &TunnelId, token: u64, due_ms: u64) {
-        if self.with_tunnel(id, |t| t.set_deadline(token, due_ms)) != Some(true) {
+    /// `Some(kick)` when attachment `token` must go; otherwise registers `waker` for when it must.
+    pub fn poll_kick(&self, id: &TunnelId, token: u64, waker: &Waker) -> Option<Kick> {
+        self.with_tunnel(id, |t| t.poll_kick(token, waker))
+            .unwrap_or(Some(Kick::Replaced))
+    }
+
+    /// Sets the deadline of attachment `token` (a keepalive due, a long-poll ttl); the shard's
+    /// timer task fires it. Moving it later (a stream wrote) is cheap: the queued entry re-queues
+    /// itself when it comes due.
+    pub fn set_deadline(&self, id: &TunnelId, token: u64, due_ms: u64) {
+        if self.with_tunnel(id, |t| t.set_deadline(token, due_ms)) != Some(Some(true)) {
             return;
         }
         let mut timers = self.timers.borrow_mut();
@@ -306,12 +314,6 @@ impl Shard {
                 w.wake();
             }
         }
-    }
-
-    /// Moves the armed deadline of attachment `token` later (a stream wrote, so its keepalive can
-    /// wait). Later only: the queued entry re-queues itself when it comes due.
-    pub fn delay_deadline(&self, id: &TunnelId, token: u64, due_ms: u64) {
-        self.with_tunnel(id, |t| t.set_deadline(token, due_ms));
     }
 
     /// Fires every deadline that has passed; returns when the next one is due (`u64::MAX` if

@@ -93,23 +93,17 @@ pub fn callback_valid(cb: &str) -> bool {
 /// strings, where `\uXXXX` escapes mean the same thing.
 pub fn put_script_safe_json(out: &mut BytesMut, json: &[u8]) {
     let mut start = 0;
-    let mut i = 0;
-    while i < json.len() {
-        let escape: Option<(&[u8], usize)> = match json.get(i..) {
-            Some([b'<', ..]) => Some((b"\\u003c", 1)),
-            Some([0xE2, 0x80, 0xA8, ..]) => Some((b"\\u2028", 3)),
-            Some([0xE2, 0x80, 0xA9, ..]) => Some((b"\\u2029", 3)),
-            _ => None,
+    // Candidates are rare, so jump between them with memchr rather than testing every byte.
+    for i in memchr::memchr2_iter(b'<', 0xE2, json) {
+        let replacement: &[u8] = match json.get(i..i + 3) {
+            _ if json.get(i) == Some(&b'<') => b"\\u003c",
+            Some([0xE2, 0x80, 0xA8]) => b"\\u2028",
+            Some([0xE2, 0x80, 0xA9]) => b"\\u2029",
+            _ => continue,
         };
-        match escape {
-            Some((replacement, consumed)) => {
-                out.put_slice(json.get(start..i).unwrap_or_default());
-                out.put_slice(replacement);
-                i += consumed;
-                start = i;
-            }
-            None => i += 1,
-        }
+        out.put_slice(json.get(start..i).unwrap_or_default());
+        out.put_slice(replacement);
+        start = i + if replacement == b"\\u003c" { 1 } else { 3 };
     }
     out.put_slice(json.get(start..).unwrap_or_default());
 }
