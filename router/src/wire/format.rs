@@ -206,6 +206,10 @@ impl Format {
     pub fn put_keepalive(&self, out: &mut BytesMut, env: &Envelope<'_>) {
         match self {
             Format::Sse => out.put_slice(b":\n\n"),
+            // Without a keepalive template: a keepalive datagram in the format's envelope.
+            Format::Custom(c) if c.keepalive.is_empty() => {
+                self.put_datagram(out, super::datagram::KEEPALIVE, None, env)
+            }
             Format::Custom(c) => c.keepalive.render(
                 out,
                 &vars(env, super::datagram::KEEPALIVE, b""),

@@ -34,9 +34,6 @@ pub struct Vars<'a> {
     pub tunnel: &'a [u8],
 }
 
-/// What `html_escape` writes for '<': keeps the JSON valid while making `</script>` impossible.
-const ESCAPED_LT: &[u8] = b"\\u003c";
-
 /// Longest placeholder name quoted back in an error, so a stray brace in a long template
 /// does not produce a message the size of the template.
 const ERROR_NAME_CHARS_MAX: usize = 40;
@@ -132,7 +129,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Literal(bytes) => out.put_slice(bytes),
-                Part::Json if html_escape => put_html_escaped(out, vars.json),
+                Part::Json if html_escape => super::format::put_script_safe_json(out, vars.json),
                 Part::Json => out.put_slice(vars.json),
                 Part::Id => out.put_slice(vars.id),
                 Part::Cb => out.put_slice(vars.cb),
@@ -164,17 +161,6 @@ impl Template {
                 Part::Tunnel => vars.tunnel.len(),
             })
             .sum()
-    }
-}
-
-fn put_html_escaped(out: &mut BytesMut, json: &[u8]) {
-    let mut pieces = json.split(|&b| b == b'<');
-    if let Some(first) = pieces.next() {
-        out.put_slice(first);
-    }
-    for piece in pieces {
-        out.put_slice(ESCAPED_LT);
-        out.put_slice(piece);
     }
 }
 
