@@ -5,9 +5,10 @@ use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 use std::future::poll_fn;
 use std::task::Poll;
+use std::time::Duration;
 
 use super::conn::{owner, Answer, Next, Owner, Params};
-use super::reply::{send, API_HEADERS, JSONP_HEADERS};
+use super::reply::{send, Persist};
 use super::request::Request;
 use crate::metrics::Metrics;
 use crate::pubsub::Pattern;
@@ -115,6 +116,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             id,
             token,
             keep_alive,
+            http10,
             tunnel: id_text,
             cb,
             mode: Mode::Stream {
@@ -132,6 +134,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             id,
             token,
             keep_alive: answer.keep_alive,
+            http10: answer.persist.http10,
             tunnel: id_text,
             cb,
             mode: Mode::Poll {
@@ -161,6 +164,8 @@ pub struct Attached {
     id: TunnelId,
     token: u64,
     keep_alive: bool,
+    /// An HTTP/1.0 client (close-delimited streams; keep-alive acknowledged explicitly).
+    http10: bool,
     tunnel: Box<str>,
     cb: Box<str>,
     mode: Mode,
@@ -185,6 +190,16 @@ async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention
         other => Poll::Ready(other),
     })
     .await
+}
+
+/// `future`, given at most `limit`; boxed so the rarely needed timer costs nothing while idle.
+fn bounded<'a, F: std::future::Future + 'a>(
+    limit: Duration,
+    future: F,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<F::Output, monoio::time::error::Elapsed>> + 'a>,
+> {
+    Box::pin(monoio::time::timeout(limit, future))
 }
 
 /// Resolves when attachment `token` is told to go (replacement or slow consumer).
@@ -213,6 +228,7 @@ pub fn idle_attached_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usiz
         },
         token: 0,
         keep_alive: true,
+        http10: false,
         tunnel: "".into(),
         cb: "".into(),
         mode: Mode::Poll { jsonp: false },
@@ -324,17 +340,7 @@ impl Attached {
             match wait {
                 Ok(Attention::Data) => {
                     if let Some(end) = self.write_batch(shard, &mut out) {
-                        // A peer that stops reading blocks this write once the socket buffers
-                        // fill; the tunnel then kicks it as a slow consumer, which must not wait
-                        // for the write.
-                        let sent = monoio::select! {
-                            sent = send(stream, out) => sent,
-                            _ = kicked(shard, &self.id, self.token) => {
-                                Metrics::add(&shard.metrics.slow_consumer, 1);
-                                return Next::Close;
-                            },
-                        };
-                        if !sent {
+                        if !self.write_unless_kicked(shard, stream, out).await {
                             return Next::Close;
                         }
                         shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
@@ -360,6 +366,33 @@ impl Attached {
                     Metrics::add(&shard.metrics.replaced, 1);
                     return self.finish(stream).await;
                 }
+            }
+        }
+    }
+
+    /// Writes a batch. A peer that stops reading blocks the write once the socket buffers fill;
+    /// the tunnel then kicks it as a slow consumer, which must not wait for the write. A write
+    /// that was in flight when another connection took the tunnel may finish (so the stream can
+    /// end cleanly), within one keepalive interval. False when the connection must close.
+    async fn write_unless_kicked(
+        &self,
+        shard: &Shard,
+        stream: &mut TcpStream,
+        out: BytesMut,
+    ) -> bool {
+        let mut write = std::pin::pin!(send(stream, out));
+        let kick = monoio::select! {
+            sent = &mut write => return sent,
+            kick = kicked(shard, &self.id, self.token) => kick,
+        };
+        match kick {
+            Kick::SlowConsumer => {
+                Metrics::add(&shard.metrics.slow_consumer, 1);
+                false
+            }
+            Kick::Replaced => {
+                let grace = Duration::from_millis(shard.config().keepalive_ms);
+                matches!(bounded(grace, write).await, Ok(true))
             }
         }
     }
@@ -479,10 +512,11 @@ impl Attached {
         let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
         let mut body = BytesMut::new();
         put_poll_answer(&mut body, jsonp, &self.tunnel, messages);
-        let (content_type, headers) = match jsonp {
-            Some(_) => ("application/javascript", JSONP_HEADERS),
-            None => ("application/json", API_HEADERS),
+        let persist = Persist {
+            keep_alive: self.keep_alive,
+            http10: self.http10,
         };
+        let (content_type, headers) = persist.json_headers(jsonp.is_some());
         let mut out = BytesMut::with_capacity(body.len() + 256);
         write_full(&mut out, 200, content_type, &body, self.keep_alive, headers);
         match send(stream, out).await {

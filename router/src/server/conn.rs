@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::attach;
-use super::reply::{self, send};
+use super::reply::{self, send, Persist};
 use super::request::{read_request, Read, Request};
 use crate::metrics::{self, Metrics};
 use crate::pubsub::{path, Pattern};
@@ -77,7 +77,7 @@ pub async fn serve(
                         Metrics::add(&shard.metrics.requests_failed, 1);
                         send(
                             &mut stream,
-                            reply::error(e.status(), e.message(), None, false),
+                            reply::error(e.status(), e.message(), None, Persist::CLOSE),
                         )
                         .await;
                         return;
@@ -168,7 +168,7 @@ async fn handoff(
         Metrics::add(&shard.metrics.ring_full, 1);
         send(
             &mut stream,
-            reply::error(503, "shard ring full", None, false),
+            reply::error(503, "shard ring full", None, Persist::CLOSE),
         )
         .await;
         return;
@@ -211,6 +211,9 @@ pub struct Answer<'a> {
     pub shard: &'a Rc<Shard>,
     pub stream: &'a mut TcpStream,
     pub keep_alive: bool,
+    pub persist: Persist,
+    /// A HEAD request: answers carry no body.
+    pub head_only: bool,
     /// Valid JSONP callback, when the request asked for one.
     pub cb: Option<String>,
 }
@@ -224,8 +227,11 @@ impl Answer<'_> {
         }
     }
 
-    pub async fn json(&mut self, status: u16, body: &[u8]) -> Next {
-        let out = reply::json(status, body, self.cb.as_deref(), self.keep_alive);
+    /// Sends a complete answer (without its body for HEAD) and says what comes next.
+    pub async fn send(&mut self, mut out: BytesMut) -> Next {
+        if self.head_only {
+            reply::strip_body(&mut out);
+        }
         if send(self.stream, out).await {
             self.next()
         } else {
@@ -233,14 +239,15 @@ impl Answer<'_> {
         }
     }
 
+    pub async fn json(&mut self, status: u16, body: &[u8]) -> Next {
+        let out = reply::json(status, body, self.cb.as_deref(), self.persist);
+        self.send(out).await
+    }
+
     pub async fn error(&mut self, status: u16, message: &str) -> Next {
         Metrics::add(&self.shard.metrics.requests_failed, 1);
-        let out = reply::error(status, message, self.cb.as_deref(), self.keep_alive);
-        if send(self.stream, out).await {
-            self.next()
-        } else {
-            Next::Close
-        }
+        let out = reply::error(status, message, self.cb.as_deref(), self.persist);
+        self.send(out).await
     }
 
     pub async fn tunnel_error(&mut self, e: TunnelError) -> Next {
@@ -287,11 +294,12 @@ async fn route(
 ) -> Next {
     let head = &request.head;
     let keep_alive = head.keep_alive;
+    let persist = Persist::of(head);
     let params = match query::parse(head.query()) {
         Ok(p) => Params(p),
         Err(_) => {
             Metrics::add(&shard.metrics.requests_failed, 1);
-            let out = reply::error(400, "invalid percent-encoding in query", None, keep_alive);
+            let out = reply::error(400, "invalid percent-encoding in query", None, persist);
             return close_unless(send(stream, out).await, keep_alive);
         }
     };
@@ -299,7 +307,7 @@ async fn route(
         Some(cb) if callback_valid(cb) => Some(cb.to_owned()),
         Some(_) => {
             Metrics::add(&shard.metrics.requests_failed, 1);
-            let out = reply::error(400, "invalid callback name", None, keep_alive);
+            let out = reply::error(400, "invalid callback name", None, persist);
             return close_unless(send(stream, out).await, keep_alive);
         }
         None => None,
@@ -310,11 +318,13 @@ async fn route(
         shard,
         stream,
         keep_alive,
+        persist,
+        head_only: method == Method::Head,
         cb,
     };
     match (method, path) {
         (Method::Options, _) => preflight(&mut answer).await,
-        (Method::Get, "/") | (Method::Get, "/index.html") => {
+        (Method::Get | Method::Head, "/" | "/index.html") => {
             let mut out = BytesMut::with_capacity(DEMO_PAGE.len() + 128);
             write_full(
                 &mut out,
@@ -322,11 +332,11 @@ async fn route(
                 "text/html; charset=utf-8",
                 DEMO_PAGE.as_bytes(),
                 keep_alive,
-                &[],
+                persist.plain_headers(),
             );
-            close_unless(send(answer.stream, out).await, keep_alive)
+            answer.send(out).await
         }
-        (Method::Get, "/metrics") => {
+        (Method::Get | Method::Head, "/metrics") => {
             let body = metrics::to_json(&shard.shared.metrics);
             answer.json(200, body.as_bytes()).await
         }
@@ -358,6 +368,18 @@ fn close_unless(sent: bool, keep_alive: bool) -> Next {
     }
 }
 
+/// CORS preflight answer headers; the last one only for HTTP/1.0 keep-alive clients.
+const PREFLIGHT_HEADERS: &[(&str, &str)] = &[
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+    (
+        "Access-Control-Allow-Headers",
+        "Content-Type, Last-Event-ID",
+    ),
+    ("Access-Control-Max-Age", "86400"),
+    ("Connection", "keep-alive"),
+];
+
 async fn preflight(answer: &mut Answer<'_>) -> Next {
     let mut out = BytesMut::new();
     http1::ResponseHead {
@@ -365,18 +387,14 @@ async fn preflight(answer: &mut Answer<'_>) -> Next {
         content_type: None,
         body: http1::ResponseBody::None,
         keep_alive: answer.keep_alive,
-        extra: &[
-            ("Access-Control-Allow-Origin", "*"),
-            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
-            (
-                "Access-Control-Allow-Headers",
-                "Content-Type, Last-Event-ID",
-            ),
-            ("Access-Control-Max-Age", "86400"),
-        ],
+        extra: if answer.persist.plain_headers().is_empty() {
+            &PREFLIGHT_HEADERS[..PREFLIGHT_HEADERS.len() - 1]
+        } else {
+            PREFLIGHT_HEADERS
+        },
     }
     .write(&mut out);
-    close_unless(send(answer.stream, out).await, answer.keep_alive)
+    answer.send(out).await
 }
 
 /// `/tunnel/<id>/subscribe` or `/unsubscribe` → `(id, subscribe?)`.

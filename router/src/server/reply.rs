@@ -21,6 +21,64 @@ pub const JSONP_HEADERS: &[(&str, &str)] = &[
     ("X-Content-Type-Options", "nosniff"),
 ];
 
+/// The same for HTTP/1.0 clients that asked to keep the connection: they need to hear it.
+const API_HEADERS_10: &[(&str, &str)] = &[
+    ("Cache-Control", "no-cache, no-store"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("Connection", "keep-alive"),
+];
+const JSONP_HEADERS_10: &[(&str, &str)] = &[
+    ("Cache-Control", "no-cache, no-store"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Connection", "keep-alive"),
+];
+
+/// Whether (and how) the connection stays open after an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Persist {
+    pub keep_alive: bool,
+    /// An HTTP/1.0 client: keep-alive must be acknowledged with `Connection: keep-alive`.
+    pub http10: bool,
+}
+
+impl Persist {
+    pub const CLOSE: Persist = Persist {
+        keep_alive: false,
+        http10: false,
+    };
+
+    pub fn of(head: &crate::wire::http1::RequestHead) -> Persist {
+        Persist {
+            keep_alive: head.keep_alive,
+            http10: head.version_minor == 0,
+        }
+    }
+
+    /// Content type and headers of a JSON (or JSONP) answer.
+    pub fn json_headers(
+        self,
+        jsonp: bool,
+    ) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        let ack = self.keep_alive && self.http10;
+        match (jsonp, ack) {
+            (true, false) => ("application/javascript", JSONP_HEADERS),
+            (true, true) => ("application/javascript", JSONP_HEADERS_10),
+            (false, false) => ("application/json", API_HEADERS),
+            (false, true) => ("application/json", API_HEADERS_10),
+        }
+    }
+
+    /// Headers of other answers: only the keep-alive acknowledgement, when one is due.
+    pub fn plain_headers(self) -> &'static [(&'static str, &'static str)] {
+        if self.keep_alive && self.http10 {
+            &[("Connection", "keep-alive")]
+        } else {
+            &[]
+        }
+    }
+}
+
 /// Writes `out` to the socket; false when the peer is gone. The write future is boxed so that
 /// the state machines awaiting `send` (a connection's task among them) stay small while idle.
 pub async fn send(stream: &mut TcpStream, out: BytesMut) -> bool {
@@ -38,32 +96,37 @@ fn boxed_write(stream: &mut TcpStream, out: BytesMut) -> WriteFuture<'_> {
 }
 
 /// A complete JSON answer, or JSONP when `cb` is given.
-pub fn json(status: u16, body: &[u8], cb: Option<&str>, keep_alive: bool) -> BytesMut {
+pub fn json(status: u16, body: &[u8], cb: Option<&str>, persist: Persist) -> BytesMut {
     let mut wrapped = BytesMut::new();
     put_maybe_jsonp(&mut wrapped, cb, body);
-    let (content_type, headers) = match cb {
-        Some(_) => ("application/javascript", JSONP_HEADERS),
-        None => ("application/json", API_HEADERS),
-    };
+    let (content_type, headers) = persist.json_headers(cb.is_some());
     let mut out = BytesMut::with_capacity(wrapped.len() + 256);
     write_full(
         &mut out,
         status,
         content_type,
         &wrapped,
-        keep_alive,
+        persist.keep_alive,
         headers,
     );
     out
 }
 
+/// Cuts a complete answer down to its head (for HEAD requests: the head still announces the
+/// length the body would have).
+pub fn strip_body(out: &mut BytesMut) {
+    if let Some(end) = memchr::memmem::find(out, b"\r\n\r\n") {
+        out.truncate(end + 4);
+    }
+}
+
 /// `{"ok":false,"error":"<message>"}` with `status`.
-pub fn error(status: u16, message: &str, cb: Option<&str>, keep_alive: bool) -> BytesMut {
+pub fn error(status: u16, message: &str, cb: Option<&str>, persist: Persist) -> BytesMut {
     let mut body = BytesMut::with_capacity(message.len() + 32);
     body.put_slice(br#"{"ok":false,"error":"#);
     put_json_string(&mut body, message);
     body.put_u8(b'}');
-    json(status, &body, cb, keep_alive)
+    json(status, &body, cb, persist)
 }
 
 /// Appends `text` as a JSON string literal.
@@ -91,11 +154,15 @@ mod tests {
 
     #[test]
     fn error_bodies_are_escaped_json() {
-        let out = error(400, "\"path\" must be a string", None, true);
+        let keep = Persist {
+            keep_alive: true,
+            http10: false,
+        };
+        let out = error(400, "\"path\" must be a string", None, keep);
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.starts_with("HTTP/1.1 400 "));
         assert!(text.ends_with(r#"{"ok":false,"error":"\"path\" must be a string"}"#));
-        let out = error(404, "unknown tunnel", Some("cb"), false);
+        let out = error(404, "unknown tunnel", Some("cb"), Persist::CLOSE);
         let text = String::from_utf8(out.to_vec()).unwrap();
         assert!(text.contains("application/javascript"));
         assert!(text.ends_with(r#"/**/cb({"ok":false,"error":"unknown tunnel"});"#));

@@ -65,7 +65,13 @@ fn parse(payload: &[u8], code_ok: fn(u16) -> bool) -> Result<Option<(u16, String
 /// 1015); that is the caller's invariant, checked only in debug builds.
 pub fn put_close(out: &mut BytesMut, code: u16, reason: &str) {
     let (payload, len) = close_payload(code, reason);
-    put_frame(out, OpCode::Close, true, false, payload.get(..len).unwrap_or(&[]));
+    put_frame(
+        out,
+        OpCode::Close,
+        true,
+        false,
+        payload.get(..len).unwrap_or(&[]),
+    );
 }
 
 /// Appends a client-to-server close frame masked with `mask`; otherwise as [`put_close`].
@@ -166,7 +172,7 @@ mod tests {
             Ok(Some((1000, "bye".to_owned())))
         );
         assert_eq!(
-            validate_close_payload("\x03\xe9κόσμε".as_bytes()),
+            validate_close_payload(&[&[0x03, 0xe9], "κόσμε".as_bytes()].concat()),
             Ok(Some((1001, "κόσμε".to_owned())))
         );
         assert_eq!(
@@ -205,7 +211,10 @@ mod tests {
         assert_eq!(&out[..], &[0x88, 0x82, 1, 2, 3, 4, 0x02, 0xea]);
         let mut body = out[6..].to_vec();
         apply_mask(&mut body, [1, 2, 3, 4], 0);
-        assert_eq!(validate_close_payload(&body), Ok(Some((1000, String::new()))));
+        assert_eq!(
+            validate_close_payload(&body),
+            Ok(Some((1000, String::new())))
+        );
     }
 
     #[test]

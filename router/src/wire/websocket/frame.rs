@@ -323,7 +323,10 @@ mod tests {
             // put_header writes the same bytes as put_frame minus the payload.
             let mut out = BytesMut::new();
             put_header(&mut out, OpCode::Binary, true, false, len);
-            assert_eq!(&out[..], &frame(OpCode::Binary, true, &payload)[..header_len]);
+            assert_eq!(
+                &out[..],
+                &frame(OpCode::Binary, true, &payload)[..header_len]
+            );
         }
     }
 

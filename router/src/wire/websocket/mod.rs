@@ -1,9 +1,9 @@
 //! Sans-IO WebSocket codec (RFC 6455) with permessage-deflate (RFC 7692): errors, opcodes and limits.
-//!
-//! Data flows through the modules in this order: [`handshake`] validates the upgrade
-//! request and negotiates [`deflate`]; [`decoder`] turns received bytes into messages,
-//! using [`frame`] for headers, [`mask`] to unmask, [`utf8`] to validate text and
-//! [`close`] for close payloads; [`frame`] and [`close`] also encode outgoing frames.
+
+// Data flow: `handshake` validates the upgrade request and negotiates `deflate`;
+// `decoder` turns received bytes into messages, using `frame` for headers, `mask`
+// to unmask, `utf8` to validate text and `close` for close payloads; `frame` and
+// `close` also encode outgoing frames.
 
 pub mod close;
 pub mod decoder;

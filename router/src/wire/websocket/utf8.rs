@@ -132,17 +132,17 @@ mod tests {
     fn fails_on_the_first_impossible_byte() {
         // Each prefix is valid; adding the last byte makes it invalid.
         let cases: [(&[u8], &[u8]); 12] = [
-            (b"", &[0x80]),             // stray continuation
-            (b"", &[0xC0]),             // overlong lead
-            (b"", &[0xC1]),             // overlong lead
-            (b"", &[0xF5]),             // beyond U+10FFFF
-            (b"", &[0xFF]),             // never valid
-            (&[0xE0], &[0x80]),         // overlong 3-byte
-            (&[0xED], &[0xA0]),         // surrogate
-            (&[0xF0], &[0x80]),         // overlong 4-byte
-            (&[0xF4], &[0x90]),         // beyond U+10FFFF
-            (&[0xC2], &[0x41]),         // missing continuation
-            (&[0xE2, 0x82], &[0x41]),   // missing continuation
+            (b"", &[0x80]),              // stray continuation
+            (b"", &[0xC0]),              // overlong lead
+            (b"", &[0xC1]),              // overlong lead
+            (b"", &[0xF5]),              // beyond U+10FFFF
+            (b"", &[0xFF]),              // never valid
+            (&[0xE0], &[0x80]),          // overlong 3-byte
+            (&[0xED], &[0xA0]),          // surrogate
+            (&[0xF0], &[0x80]),          // overlong 4-byte
+            (&[0xF4], &[0x90]),          // beyond U+10FFFF
+            (&[0xC2], &[0x41]),          // missing continuation
+            (&[0xE2, 0x82], &[0x41]),    // missing continuation
             (&[0xF0, 0x9F, 0x8E], b"x"), // missing continuation
         ];
         for (good, bad) in cases {
@@ -155,7 +155,10 @@ mod tests {
             let mut joined = good.to_vec();
             joined.extend_from_slice(bad);
             joined.extend_from_slice(b"tail");
-            assert_eq!(Utf8Validator::new().feed(&joined), Err(WsError::InvalidUtf8));
+            assert_eq!(
+                Utf8Validator::new().feed(&joined),
+                Err(WsError::InvalidUtf8)
+            );
         }
     }
 
