@@ -75,11 +75,10 @@ pub async fn serve(
                     Read::Closed => return,
                     Read::Failed(e) => {
                         Metrics::add(&shard.metrics.requests_failed, 1);
-                        send(
-                            &mut stream,
-                            reply::error(e.status(), e.message(), None, Persist::CLOSE),
-                        )
-                        .await;
+                        let out = reply::error(e.status(), e.message(), None, Persist::CLOSE);
+                        if send(&mut stream, out).await {
+                            boxed_linger(&mut stream).await;
+                        }
                         return;
                     }
                 }
@@ -142,6 +141,36 @@ fn boxed_run<'a>(
     stream: &'a mut TcpStream,
 ) -> Boxed<'a, Next> {
     Box::pin(attached.run(shard, stream))
+}
+
+fn boxed_linger(stream: &mut TcpStream) -> Boxed<'_, ()> {
+    Box::pin(linger_close(stream))
+}
+
+/// Bytes and time a refused connection may still send us before we close it.
+const LINGER_BYTES_MAX: usize = 64 * 1024;
+const LINGER_MS: u64 = 1000;
+
+/// Closes after an error answer without destroying it: closing a socket with unread input
+/// makes the kernel send a reset, which can discard the answer before the client reads it
+/// (RFC 9112 §9.6). So: stop writing, then read and drop what the client still sends, bounded
+/// in bytes and time.
+async fn linger_close(stream: &mut TcpStream) {
+    use monoio::io::AsyncWriteRent;
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = monoio::time::Instant::now() + Duration::from_millis(LINGER_MS);
+    let mut drained = 0;
+    let mut buf = BytesMut::with_capacity(4096);
+    while drained < LINGER_BYTES_MAX {
+        buf.clear();
+        match monoio::time::timeout_at(deadline, super::request::read_more(stream, &mut buf)).await
+        {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
 }
 
 fn boxed_handoff(

@@ -70,6 +70,7 @@ pub fn start(config: Config) -> io::Result<Server> {
     let shard_count = config.shards.max(1);
     let formats = custom_formats(&config)?;
     let mut addr = config.listen_addr();
+    refuse_port_in_use(addr)?;
     let mut listeners = Vec::with_capacity(shard_count);
     for _ in 0..shard_count {
         let listener = bind_reuseport(addr)?;
@@ -100,6 +101,21 @@ pub fn start(config: Config) -> io::Result<Server> {
         shared,
         threads,
     })
+}
+
+/// SO_REUSEPORT would let us share a port another process (of the same user) already listens
+/// on, silently splitting its connections with it. A plain bind first tells whether the port
+/// is free.
+fn refuse_port_in_use(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    use socket2::{Domain, Socket, Type};
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    probe.set_reuse_address(true)?;
+    probe
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {

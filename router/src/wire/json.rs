@@ -16,6 +16,7 @@ pub struct Fields {
 /// # Errors
 /// A static message when the body is not JSON, not an object, or a field has the wrong type.
 pub fn parse_fields(body: &[u8]) -> Result<Fields, &'static str> {
+    check_surrogates(body)?;
     let mut scratch = body.to_vec();
     let value = simd_json::to_borrowed_value(&mut scratch).map_err(|_| "body is not valid JSON")?;
     let object = value.as_object().ok_or("body must be a JSON object")?;
@@ -35,11 +36,39 @@ pub fn parse_fields(body: &[u8]) -> Result<Fields, &'static str> {
     })
 }
 
+/// Refuses `\uD800`-`\uDFFF` escapes that do not form a high-low pair. They are valid JSON
+/// syntax but no valid text, and the parser would otherwise relay them altered.
+fn check_surrogates(text: &[u8]) -> Result<(), &'static str> {
+    const REFUSED: &str = "data contains an unpaired UTF-16 surrogate escape";
+    let escape_at = |i: usize| -> Option<u16> {
+        let hex = text.get(i + 2..i + 6)?;
+        if text.get(i..i + 2)? != b"\\u" {
+            return None;
+        }
+        u16::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while let Some(found) = memchr::memchr(b'\\', text.get(i..).unwrap_or_default()) {
+        let at = i + found;
+        match escape_at(at) {
+            Some(0xD800..=0xDBFF) => match escape_at(at + 6) {
+                Some(0xDC00..=0xDFFF) => i = at + 12,
+                _ => return Err(REFUSED),
+            },
+            Some(0xDC00..=0xDFFF) => return Err(REFUSED),
+            // Skip the escaped character, so `\\u` is not read as an escape.
+            _ => i = at + 2,
+        }
+    }
+    Ok(())
+}
+
 /// Validates one JSON value and returns it compactly encoded.
 ///
 /// # Errors
 /// When `text` is not exactly one valid JSON value.
 pub fn compact(text: &[u8]) -> Result<Vec<u8>, &'static str> {
+    check_surrogates(text)?;
     let mut scratch = text.to_vec();
     let value = simd_json::to_borrowed_value(&mut scratch).map_err(|_| "data is not valid JSON")?;
     Ok(value.encode().into_bytes())
@@ -68,6 +97,18 @@ mod tests {
             Err("\"path\" must be a string")
         );
         assert_eq!(parse_fields(br#"{"a":1} x"#), Err("body is not valid JSON"));
+    }
+
+    #[test]
+    fn refuses_unpaired_surrogates() {
+        let refused = Err("data contains an unpaired UTF-16 surrogate escape");
+        assert_eq!(compact(br#""\ud800""#), refused);
+        assert_eq!(compact(br#""\udc00""#), refused);
+        assert_eq!(compact(br#""\uD800x""#), refused);
+        assert_eq!(compact(br#""\ud800\u0041""#), refused);
+        assert_eq!(compact(br#""\ud83d\ude00""#).unwrap(), "\"😀\"".as_bytes());
+        assert_eq!(compact(br#""\\ud800""#).unwrap(), br#""\\ud800""#);
+        assert!(parse_fields(br#"{"data":"\udbff"}"#).is_err());
     }
 
     #[test]
