@@ -63,6 +63,14 @@ pub struct Config {
     /// Cross-shard SPSC ring capacity, per ordered shard pair.
     pub shard_ring_slots: usize,
     pub uring_entries: u32,
+    /// Largest WebSocket frame a client may send (close 1009 past it).
+    pub websocket_frame_bytes_max: usize,
+    /// Largest WebSocket message a client may send, after inflating (close 1009 past it).
+    pub websocket_message_bytes_max: usize,
+    /// Accept permessage-deflate when a client offers it.
+    pub websocket_deflate: bool,
+    /// Serve `GET /echo`, a WebSocket echo for conformance suites.
+    pub conformance_echo: bool,
     /// Per streaming format name; formats not listed (or 0) are never recycled.
     pub stream_recycle_bytes: BTreeMap<String, u64>,
     /// `[formats.NAME]` tables.
@@ -114,6 +122,10 @@ impl Default for Config {
             events_burst: 400,
             shard_ring_slots: 16_384,
             uring_entries: 1024,
+            websocket_frame_bytes_max: MIB,
+            websocket_message_bytes_max: MIB,
+            websocket_deflate: true,
+            conformance_echo: false,
             // Browsers keep every byte of a hidden-iframe document, so that stream must be renewed.
             stream_recycle_bytes: BTreeMap::from([("iframe".to_owned(), MIB as u64)]),
             formats: BTreeMap::new(),
@@ -402,6 +414,20 @@ impl Config {
         check_power_of_two("shard_ring_slots", self.shard_ring_slots as u64)?;
         check_range("uring_entries", self.uring_entries, 64, 8192, "")?;
         check_power_of_two("uring_entries", u64::from(self.uring_entries))?;
+        check_range(
+            "websocket_message_bytes_max",
+            self.websocket_message_bytes_max,
+            125,
+            64 * MIB,
+            "",
+        )?;
+        check_range(
+            "websocket_frame_bytes_max",
+            self.websocket_frame_bytes_max,
+            125,
+            self.websocket_message_bytes_max,
+            " (at most websocket_message_bytes_max)",
+        )?;
         for (name, format) in &self.formats {
             validate_format(name, format)?;
         }
@@ -723,6 +749,10 @@ events_per_s = 50
 events_burst = 100
 shard_ring_slots = 4096
 uring_entries = 2048
+websocket_frame_bytes_max = 65536
+websocket_message_bytes_max = 131072
+websocket_deflate = false
+conformance_echo = true
 
 [stream_recycle_bytes]
 iframe = 2097152
@@ -779,6 +809,10 @@ html_escape = true
         assert_eq!(config.listen_addr(), "[::1]:9000".parse().unwrap());
         assert_eq!(config.shards, 3);
         assert_eq!(config.uring_entries, 2048);
+        assert_eq!(config.websocket_frame_bytes_max, 65536);
+        assert_eq!(config.websocket_message_bytes_max, 131072);
+        assert!(!config.websocket_deflate);
+        assert!(config.conformance_echo);
         assert_eq!(config.recycle_bytes_for("my-fmt"), 65536);
         assert_eq!(config.recycle_bytes_for("sse"), 0);
         assert!(config.formats["my-fmt"].html_escape);

@@ -44,8 +44,10 @@ counters! {
     replaced,
     /// Streams ended after `stream_recycle_bytes`.
     recycled,
-    /// Keepalives written.
+    /// Keepalives written (WebSocket pings included).
     keepalives,
+    /// WebSocket clients dropped for leaving pings unanswered.
+    ping_timeouts,
 }
 
 impl Metrics {

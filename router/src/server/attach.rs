@@ -17,9 +17,10 @@ use crate::tunnel::{Attention, Kick, TunnelId};
 use crate::wire::datagram::{self, Datagram, GAP, KEEPALIVE};
 use crate::wire::format::{put_poll_answer, Envelope, Format, IFRAME_CALLBACK_DEFAULT};
 use crate::wire::http1::{write_full, ResponseBody, ResponseHead};
+use crate::wire::websocket::handshake;
 
 /// Largest batch written to a stream in one write.
-const STREAM_BATCH_BYTES: usize = 64 * 1024;
+pub(super) const STREAM_BATCH_BYTES: usize = 64 * 1024;
 
 /// Headers of streaming answers: never cached, never buffered by proxies (nginx honours
 /// `X-Accel-Buffering`), usable cross-origin.
@@ -34,11 +35,23 @@ const STREAM_HEADERS: &[(&str, &str)] = &[
 pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
     let shard = answer.shard.clone();
     let config = shard.config();
-    let Some(format_name) = params.get("format") else {
-        return answer.error(400, "missing format").await;
+    // `format=ws`, or any `GET /tunnel` carrying upgrade headers, is a WebSocket tunnel.
+    let websocket = params.get("format") == Some("ws") || handshake::is_upgrade(&request.head);
+    let upgrade = if websocket {
+        match handshake::validate(&request.head, config.websocket_deflate) {
+            Ok(accepted) => Some(accepted),
+            Err(e) => return super::websocket::refuse(answer, e).await,
+        }
+    } else {
+        None
     };
-    let Some(format) = shard.shared.formats.get(format_name) else {
-        return answer.error(400, "unknown format").await;
+    let format = match params.get("format") {
+        _ if websocket => Format::Ndjson,
+        None => return answer.error(400, "missing format").await,
+        Some(name) => match shard.shared.formats.get(name) {
+            Some(format) => format,
+            None => return answer.error(400, "unknown format").await,
+        },
     };
     if matches!(format, Format::Jsonp) && answer.cb.is_none() {
         return answer.error(400, "jsonp needs a cb parameter").await;
@@ -109,7 +122,22 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     };
     let control = datagram::tunnel_control(&id_text, new, config.keepalive_ms);
     let token = shard.next_token();
-    if format.is_stream() {
+    if let Some(accepted) = upgrade {
+        let attached = Attached {
+            id,
+            token,
+            keep_alive: false,
+            http10: false,
+            tunnel: id_text,
+            cb,
+            mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(
+                accepted.deflate,
+            ))),
+        };
+        attached
+            .start_websocket(&shard, answer.stream, &accepted, &control, gap)
+            .await
+    } else if format.is_stream() {
         let http10 = request.head.version_minor == 0;
         let keep_alive = !http10 && answer.keep_alive;
         let attached = Attached {
@@ -161,17 +189,19 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
 /// A connection attached to a tunnel, waiting for it. This is all an idle tunnel's connection
 /// holds: no buffers, no per-connection timer (the shard's timer task fires the deadline).
 pub struct Attached {
-    id: TunnelId,
-    token: u64,
+    pub(super) id: TunnelId,
+    pub(super) token: u64,
     keep_alive: bool,
     /// An HTTP/1.0 client (close-delimited streams; keep-alive acknowledged explicitly).
     http10: bool,
     tunnel: Box<str>,
     cb: Box<str>,
-    mode: Mode,
+    pub(super) mode: Mode,
 }
 
-enum Mode {
+pub(super) enum Mode {
+    /// Boxed: its state is larger than the other modes'.
+    WebSocket(Box<super::websocket::WsState>),
     Stream {
         format: Format,
         chunked: bool,
@@ -184,7 +214,7 @@ enum Mode {
 }
 
 /// Resolves when attachment `token` of tunnel `id` needs attention, or must go.
-async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention, Kick> {
+pub(super) async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention, Kick> {
     poll_fn(|cx| match shard.poll_attachment(id, token, cx.waker()) {
         Ok(Attention::Idle) => Poll::Pending,
         other => Poll::Ready(other),
@@ -193,7 +223,7 @@ async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention
 }
 
 /// `future`, given at most `limit`; boxed so the rarely needed timer costs nothing while idle.
-fn bounded<'a, F: std::future::Future + 'a>(
+pub(super) fn bounded<'a, F: std::future::Future + 'a>(
     limit: Duration,
     future: F,
 ) -> std::pin::Pin<
@@ -203,7 +233,7 @@ fn bounded<'a, F: std::future::Future + 'a>(
 }
 
 /// Resolves when attachment `token` is told to go (replacement or slow consumer).
-async fn kicked(shard: &Shard, id: &TunnelId, token: u64) -> Kick {
+pub(super) async fn kicked(shard: &Shard, id: &TunnelId, token: u64) -> Kick {
     poll_fn(|cx| match shard.poll_kick(id, token, cx.waker()) {
         Some(kick) => Poll::Ready(kick),
         None => Poll::Pending,
@@ -213,7 +243,7 @@ async fn kicked(shard: &Shard, id: &TunnelId, token: u64) -> Kick {
 
 /// Resolves when the peer sends something or closes: on a stream or a parked poll either ends
 /// the attachment (browsers do not pipeline behind a pending response).
-async fn peer_activity(stream: &TcpStream) {
+pub(super) async fn peer_activity(stream: &TcpStream) {
     let _ = stream.readable(false).await;
 }
 
@@ -324,6 +354,7 @@ impl Attached {
         let next = match self.mode {
             Mode::Stream { .. } => self.run_stream(shard, stream).await,
             Mode::Poll { .. } => self.run_poll(shard, stream).await,
+            Mode::WebSocket(_) => self.run_websocket(shard, stream).await,
         };
         shard.detach(&self.id, self.token);
         next
@@ -374,7 +405,7 @@ impl Attached {
     /// the tunnel then kicks it as a slow consumer, which must not wait for the write. A write
     /// that was in flight when another connection took the tunnel may finish (so the stream can
     /// end cleanly), within one keepalive interval. False when the connection must close.
-    async fn write_unless_kicked(
+    pub(super) async fn write_unless_kicked(
         &self,
         shard: &Shard,
         stream: &mut TcpStream,
@@ -508,7 +539,7 @@ impl Attached {
         let messages = head
             .iter()
             .copied()
-            .chain(queued.iter().map(|d| &d.json()[..]));
+            .chain(queued.iter().map(|d| d.json()));
         let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
         let mut body = BytesMut::new();
         put_poll_answer(&mut body, jsonp, &self.tunnel, messages);

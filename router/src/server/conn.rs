@@ -370,6 +370,9 @@ async fn route(
             answer.json(200, body.as_bytes()).await
         }
         (Method::Get, "/tunnel") => attach::open(&mut answer, &request, &params).await,
+        (Method::Get, "/echo") if shard.config().conformance_echo => {
+            super::websocket::echo(&mut answer, &request).await
+        }
         (Method::Post, "/events") | (Method::Get, "/events") => {
             event(&mut answer, &request, &params).await
         }
@@ -443,6 +446,7 @@ fn client_fields(request: &Request, params: &Params<'_>) -> Result<json::Fields,
         return json::parse_fields(&request.body);
     }
     Ok(json::Fields {
+        kind: None,
         tunnel: params.get("tunnel").map(str::to_owned),
         path: params.get("path").map(str::to_owned),
         data: params

@@ -386,6 +386,19 @@ impl Shard {
     /// Publishes `data_json` on `path`: delivers to local subscribers and queues one message per
     /// other shard. All or nothing: if any ring is full nothing is delivered.
     pub fn publish(&self, path: &str, data_json: &[u8]) -> Result<Published, PublishError> {
+        self.publish_with(path, |id| Datagram::encode(id, path, data_json))
+    }
+
+    /// Publishes raw bytes on `path` (see [`Datagram::encode_binary`]).
+    pub fn publish_binary(&self, path: &str, raw: &[u8]) -> Result<Published, PublishError> {
+        self.publish_with(path, |id| Datagram::encode_binary(id, path, raw))
+    }
+
+    fn publish_with(
+        &self,
+        path: &str,
+        encode: impl FnOnce(DatagramId) -> Datagram,
+    ) -> Result<Published, PublishError> {
         let private = match path.strip_prefix(path::PRIVATE_PREFIX) {
             Some(id_text) => Some(TunnelId::parse(id_text).ok_or(PublishError::UnknownTunnel)?),
             None => None,
@@ -413,7 +426,7 @@ impl Shard {
             shard: self.id,
             seq,
         };
-        let datagram = Datagram::encode(id, path, data_json);
+        let datagram = encode(id);
         Metrics::add(&self.metrics.publishes, 1);
         match private {
             Some(target) if target.shard == self.id => {

@@ -20,12 +20,16 @@ impl fmt::Display for DatagramId {
 const ID_PREFIX: &[u8] = br#"{"id":""#;
 const PATH_PREFIX: &[u8] = br#"","path":""#;
 const DATA_PREFIX: &[u8] = br#"","data":"#;
+const BINARY_PREFIX: &[u8] = br#"","binary":""#;
 
-/// One published datagram, `{"id":"<id>","path":"<path>","data":<json>}`. Cloning shares the
-/// encoded bytes, so a publish to many tunnels holds one copy of the payload.
+/// One published datagram, `{"id":"<id>","path":"<path>","data":<json>}`, or for binary data
+/// `{"id":..,"path":..,"binary":"<base64>"}` followed (in the same buffer) by the raw bytes that
+/// WebSocket subscribers receive as a binary frame. Cloning shares the bytes, so a publish to
+/// many tunnels holds one copy of the payload.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Datagram {
-    json: Bytes,
+    bytes: Bytes,
+    json_len: u32,
     id_len: u8,
     path_len: u8,
 }
@@ -33,7 +37,7 @@ pub struct Datagram {
 impl fmt::Debug for Datagram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Datagram")
-            .field("json", &String::from_utf8_lossy(&self.json))
+            .field("json", &String::from_utf8_lossy(self.json()))
             .finish()
     }
 }
@@ -42,44 +46,77 @@ impl Datagram {
     /// Encodes a datagram. `path` must be a validated path (no byte of it needs JSON escaping) and
     /// `data_json` one compact, valid JSON value.
     pub fn encode(id: DatagramId, path: &str, data_json: &[u8]) -> Datagram {
+        Datagram::build(id, path, DATA_PREFIX, data_json, b"}", b"")
+    }
+
+    /// Encodes a binary datagram: base64 in the JSON for text transports, the raw bytes for
+    /// WebSocket subscribers.
+    pub fn encode_binary(id: DatagramId, path: &str, raw: &[u8]) -> Datagram {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        Datagram::build(id, path, BINARY_PREFIX, b64.as_bytes(), b"\"}", raw)
+    }
+
+    fn build(
+        id: DatagramId,
+        path: &str,
+        value_prefix: &[u8],
+        value: &[u8],
+        suffix: &[u8],
+        raw: &[u8],
+    ) -> Datagram {
         let id_string = id.to_string();
         let id_text = id_string.as_bytes();
-        let mut json = BytesMut::with_capacity(
-            ID_PREFIX.len()
-                + id_text.len()
-                + PATH_PREFIX.len()
-                + path.len()
-                + DATA_PREFIX.len()
-                + data_json.len()
-                + 1,
-        );
-        json.put_slice(ID_PREFIX);
-        json.put_slice(id_text);
-        json.put_slice(PATH_PREFIX);
-        json.put_slice(path.as_bytes());
-        json.put_slice(DATA_PREFIX);
-        json.put_slice(data_json);
-        json.put_u8(b'}');
+        let json_len = ID_PREFIX.len()
+            + id_text.len()
+            + PATH_PREFIX.len()
+            + path.len()
+            + value_prefix.len()
+            + value.len()
+            + suffix.len();
+        let mut bytes = BytesMut::with_capacity(json_len + raw.len());
+        bytes.put_slice(ID_PREFIX);
+        bytes.put_slice(id_text);
+        bytes.put_slice(PATH_PREFIX);
+        bytes.put_slice(path.as_bytes());
+        bytes.put_slice(value_prefix);
+        bytes.put_slice(value);
+        bytes.put_slice(suffix);
+        bytes.put_slice(raw);
         debug_assert!(
             path.len() <= u8::MAX as usize,
             "paths are at most 255 bytes"
         );
         Datagram {
-            json: json.freeze(),
+            bytes: bytes.freeze(),
+            json_len: json_len as u32,
             id_len: id_text.len() as u8,
             path_len: path.len() as u8,
         }
     }
 
     /// The encoded JSON object.
-    pub fn json(&self) -> &Bytes {
-        &self.json
+    pub fn json(&self) -> &[u8] {
+        self.bytes.get(..self.json_len as usize).unwrap_or_default()
+    }
+
+    /// The raw bytes of a binary datagram.
+    pub fn binary(&self) -> Option<&[u8]> {
+        self.bytes.get(self.json_len as usize..).filter(|_| {
+            self.json()
+                .get(self.value_start()..)
+                .is_some_and(|v| v.starts_with(BINARY_PREFIX))
+        })
+    }
+
+    fn value_start(&self) -> usize {
+        ID_PREFIX.len() + self.id_len as usize + PATH_PREFIX.len() + self.path_len as usize
     }
 
     /// The datagram id as text.
     pub fn id(&self) -> &[u8] {
         let start = ID_PREFIX.len();
-        self.json
+        self.bytes
             .get(start..start + self.id_len as usize)
             .unwrap_or_default()
     }
@@ -87,7 +124,7 @@ impl Datagram {
     /// The path it was published on.
     pub fn path(&self) -> &str {
         let start = ID_PREFIX.len() + self.id_len as usize + PATH_PREFIX.len();
-        self.json
+        self.bytes
             .get(start..start + self.path_len as usize)
             .and_then(|b| std::str::from_utf8(b).ok())
             .unwrap_or_default()
@@ -95,12 +132,12 @@ impl Datagram {
 
     /// Encoded size in bytes, what replay and send-queue limits count.
     pub fn len(&self) -> usize {
-        self.json.len()
+        self.bytes.len()
     }
 
     /// Never true: a datagram always has an id and a path.
     pub fn is_empty(&self) -> bool {
-        self.json.is_empty()
+        self.bytes.is_empty()
     }
 }
 
@@ -128,7 +165,7 @@ mod tests {
             br#"{"a":1}"#,
         );
         assert_eq!(
-            &d.json()[..],
+            d.json(),
             br#"{"id":"1-42","path":"/chat/room1","data":{"a":1}}"#
         );
         assert_eq!(d.id(), b"1-42");

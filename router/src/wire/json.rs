@@ -5,6 +5,8 @@ use simd_json::prelude::*;
 /// The fields the router reads from client JSON bodies (`/events`, `/subscribe`).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Fields {
+    /// `type`, for WebSocket control messages.
+    pub kind: Option<String>,
     pub tunnel: Option<String>,
     pub path: Option<String>,
     /// `data`, re-encoded as compact JSON.
@@ -25,11 +27,13 @@ pub fn parse_fields(body: &[u8]) -> Result<Fields, &'static str> {
             None => Ok(None),
             Some(v) => v.as_str().map(|s| Some(s.to_owned())).ok_or(match key {
                 "tunnel" => "\"tunnel\" must be a string",
+                "type" => "\"type\" must be a string",
                 _ => "\"path\" must be a string",
             }),
         }
     };
     Ok(Fields {
+        kind: string("type")?,
         tunnel: string("tunnel")?,
         path: string("path")?,
         data: object.get("data").map(|v| v.encode().into_bytes()),

@@ -1,0 +1,436 @@
+//! WebSocket tunnels and the conformance echo: the upgrade, then one loop per connection that
+//! writes datagrams as frames, pings for liveness, and reads the client's control messages.
+
+use bytes::{Bytes, BytesMut};
+use monoio::net::TcpStream;
+use std::time::Duration;
+
+use super::attach::{attention, peer_activity, Attached, Mode};
+use super::conn::{Answer, Next};
+use super::reply::{self, send};
+use super::request::{read_more, Request};
+use crate::metrics::Metrics;
+use crate::pubsub::{path, Pattern};
+use crate::shard::{PublishError, Published, Shard, TunnelError};
+use crate::tunnel::{Attention, Kick};
+use crate::wire::datagram::{Datagram, GAP};
+use crate::wire::http1::write_full;
+use crate::wire::json;
+use crate::wire::websocket::close::put_close;
+use crate::wire::websocket::decoder::{Decoder, Message, Role};
+use crate::wire::websocket::deflate::{self, Params};
+use crate::wire::websocket::frame::{put_frame, put_header};
+use crate::wire::websocket::handshake::{self, Accepted, HandshakeError};
+use crate::wire::websocket::{Limits, OpCode, WsError};
+
+/// Close codes we send (RFC 6455 §7.4.1).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Pings a client may leave unanswered before it is dropped.
+const PINGS_UNANSWERED_MAX: u8 = 2;
+
+/// How long we wait for the client's side of a close handshake.
+const CLOSE_WAIT_MS: u64 = 1000;
+
+/// Answers a refused upgrade with its status (400, 426) and a JSON error, then closes.
+pub async fn refuse(answer: &mut Answer<'_>, e: HandshakeError) -> Next {
+    Metrics::add(&answer.shard.metrics.requests_failed, 1);
+    let mut body = BytesMut::new();
+    body.extend_from_slice(br#"{"ok":false,"error":"#);
+    reply::put_json_string(&mut body, e.message());
+    body.extend_from_slice(b"}");
+    let mut out = BytesMut::with_capacity(body.len() + 256);
+    write_full(
+        &mut out,
+        e.status(),
+        "application/json",
+        &body,
+        false,
+        e.headers(),
+    );
+    send(answer.stream, out).await;
+    Next::Close
+}
+
+/// A WebSocket attachment's own state. While idle it holds no buffer: the read buffer and the
+/// message decoder exist only while a client message is arriving.
+pub struct WsState {
+    deflate: Option<Params>,
+    read: BytesMut,
+    decoder: Option<Box<Decoder>>,
+    /// Path that binary frames publish to (`{"type":"target","path":P}`).
+    target: Option<Box<str>>,
+    pings_unanswered: u8,
+}
+
+impl WsState {
+    pub fn new(deflate: Option<Params>) -> WsState {
+        WsState {
+            deflate,
+            read: BytesMut::new(),
+            decoder: None,
+            target: None,
+            pings_unanswered: 0,
+        }
+    }
+}
+
+fn limits(shard: &Shard) -> Limits {
+    Limits {
+        frame_bytes_max: shard.config().websocket_frame_bytes_max,
+        message_bytes_max: shard.config().websocket_message_bytes_max,
+    }
+}
+
+/// Appends one unfragmented message, compressed when deflate was negotiated.
+fn put_message(out: &mut BytesMut, opcode: OpCode, payload: &[u8], deflate: bool) {
+    if deflate {
+        let mut compressed = BytesMut::new();
+        deflate::compress(payload, &mut compressed);
+        put_header(out, opcode, true, true, compressed.len());
+        out.extend_from_slice(&compressed);
+    } else {
+        put_frame(out, opcode, true, false, payload);
+    }
+}
+
+/// Appends a datagram: a binary frame with its raw bytes, or a text frame with its JSON.
+fn put_datagram(out: &mut BytesMut, datagram: &Datagram, deflate: bool) {
+    match datagram.binary() {
+        Some(raw) => put_message(out, OpCode::Binary, raw, deflate),
+        None => put_message(out, OpCode::Text, datagram.json(), deflate),
+    }
+}
+
+/// Reads what the client sent into `state.read`; false when the peer is gone.
+async fn read_client(stream: &mut TcpStream, state: &mut WsState) -> bool {
+    matches!(read_more(stream, &mut state.read).await, Ok(n) if n > 0)
+}
+
+/// Decodes the next complete message from the read buffer, keeping the decoder only while a
+/// message is partly read.
+fn next_message(shard: &Shard, state: &mut WsState) -> Result<Option<Message>, WsError> {
+    let deflate = state.deflate;
+    let decoder = state
+        .decoder
+        .get_or_insert_with(|| Box::new(Decoder::new(Role::Server, limits(shard), deflate)));
+    let message = decoder.decode(&mut state.read)?;
+    if message.is_none() && !decoder.in_message() && state.read.is_empty() {
+        state.decoder = None;
+        state.read = BytesMut::new();
+    }
+    Ok(message)
+}
+
+/// Ends a connection after a protocol error: a close frame with the error's code, then the
+/// client's close (bounded in time), then the socket.
+async fn fail(stream: &mut TcpStream, code: u16, reason: &str) -> Next {
+    let mut out = BytesMut::new();
+    put_close(&mut out, code, reason);
+    if send(stream, out).await {
+        await_close(stream).await;
+    }
+    Next::Close
+}
+
+/// Waits (bounded) for the client to close after our close frame, discarding what it sends.
+async fn await_close(stream: &mut TcpStream) {
+    let deadline = monoio::time::Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
+    let mut buf = BytesMut::with_capacity(256);
+    for _ in 0..64 {
+        buf.clear();
+        match monoio::time::timeout_at(deadline, read_more(stream, &mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// Answers a client's close frame by echoing its code (1000 when it gave none).
+async fn answer_close(stream: &mut TcpStream, close: Option<(u16, String)>) -> Next {
+    let mut out = BytesMut::new();
+    put_close(&mut out, close.map_or(CLOSE_NORMAL, |(code, _)| code), "");
+    send(stream, out).await;
+    Next::Close
+}
+
+impl Attached {
+    /// Writes the 101 answer, the tunnel datagram (and gap) as text frames, attaches, arms the
+    /// first ping, and hands the rest to the connection loop.
+    pub(super) async fn start_websocket(
+        self,
+        shard: &Shard,
+        stream: &mut TcpStream,
+        accepted: &Accepted,
+        control: &[u8],
+        gap: bool,
+    ) -> Next {
+        let deflate = accepted.deflate.is_some();
+        let mut out = BytesMut::with_capacity(512);
+        handshake::put_response(&mut out, accepted);
+        put_message(&mut out, OpCode::Text, control, deflate);
+        if gap {
+            put_message(&mut out, OpCode::Text, GAP, deflate);
+        }
+        shard.attach(&self.id, self.token);
+        if !send(stream, out).await {
+            shard.detach(&self.id, self.token);
+            return Next::Close;
+        }
+        let keepalive_ms = shard.config().keepalive_ms;
+        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+        Next::Attached(Box::new(self))
+    }
+
+    pub(super) async fn run_websocket(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+        let keepalive_ms = shard.config().keepalive_ms;
+        loop {
+            let wait = monoio::select! {
+                wait = attention(shard, &self.id, self.token) => Some(wait),
+                _ = peer_activity(stream) => None,
+            };
+            let Mode::WebSocket(state) = &mut self.mode else {
+                return Next::Close;
+            };
+            let deflate = state.deflate.is_some();
+            match wait {
+                None => {
+                    if !read_client(stream, state).await {
+                        return Next::Close;
+                    }
+                    if let Some(next) = self.handle_client(shard, stream).await {
+                        return next;
+                    }
+                }
+                Some(Ok(Attention::Data)) => {
+                    let mut out = BytesMut::new();
+                    shard.with_tunnel(&self.id, |t| {
+                        t.drain_unsent(usize::MAX, |d| {
+                            if out.len() >= super::attach::STREAM_BATCH_BYTES {
+                                return false;
+                            }
+                            put_datagram(&mut out, d, deflate);
+                            true
+                        })
+                    });
+                    if !out.is_empty() && !self.write_unless_kicked(shard, stream, out).await {
+                        return Next::Close;
+                    }
+                }
+                Some(Ok(Attention::Deadline)) | Some(Ok(Attention::Idle)) => {
+                    if state.pings_unanswered >= PINGS_UNANSWERED_MAX {
+                        Metrics::add(&shard.metrics.ping_timeouts, 1);
+                        return fail(stream, CLOSE_GOING_AWAY, "no pong").await;
+                    }
+                    state.pings_unanswered += 1;
+                    let mut out = BytesMut::new();
+                    put_frame(&mut out, OpCode::Ping, true, false, b"");
+                    Metrics::add(&shard.metrics.keepalives, 1);
+                    if !send(stream, out).await {
+                        return Next::Close;
+                    }
+                    shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                }
+                Some(Err(Kick::SlowConsumer)) => {
+                    Metrics::add(&shard.metrics.slow_consumer, 1);
+                    return Next::Close;
+                }
+                Some(Err(Kick::Replaced)) => {
+                    Metrics::add(&shard.metrics.replaced, 1);
+                    return fail(stream, CLOSE_NORMAL, "replaced").await;
+                }
+            }
+        }
+    }
+
+    /// Handles every complete client message in the read buffer. `Some(next)` ends the
+    /// connection.
+    async fn handle_client(&mut self, shard: &Shard, stream: &mut TcpStream) -> Option<Next> {
+        loop {
+            let Mode::WebSocket(state) = &mut self.mode else {
+                return Some(Next::Close);
+            };
+            let deflate = state.deflate.is_some();
+            let message = match next_message(shard, state) {
+                Ok(Some(m)) => m,
+                Ok(None) => return None,
+                Err(e) => return Some(fail(stream, e.close_code(), &e.to_string()).await),
+            };
+            let mut out = BytesMut::new();
+            match message {
+                Message::Ping(payload) => put_frame(&mut out, OpCode::Pong, true, false, &payload),
+                Message::Pong(_) => state.pings_unanswered = 0,
+                Message::Close(close) => return Some(answer_close(stream, close).await),
+                Message::Text(text) => {
+                    let answer = self.control_message(shard, &text).await;
+                    if !answer.is_empty() {
+                        put_message(&mut out, OpCode::Text, &answer, deflate);
+                    }
+                }
+                Message::Binary(raw) => {
+                    let answer = self.binary_message(shard, raw).await;
+                    put_message(&mut out, OpCode::Text, &answer, deflate);
+                }
+            }
+            if !out.is_empty() && !send(stream, out).await {
+                return Some(Next::Close);
+            }
+        }
+    }
+
+    /// A text message: `subscribe`, `unsubscribe`, `publish` or `target`. Returns the answer's
+    /// JSON (empty when none is due); a bad message gets `{"type":"error"}` and keeps the tunnel.
+    async fn control_message(&mut self, shard: &Shard, text: &[u8]) -> BytesMut {
+        let fields = match json::parse_fields(text) {
+            Ok(f) => f,
+            Err(message) => return error_json(message),
+        };
+        let path_text = fields.path.as_deref();
+        match fields.kind.as_deref() {
+            Some(kind @ ("subscribe" | "unsubscribe")) => {
+                let Some(text) = path_text else {
+                    return error_json("missing path");
+                };
+                let pattern = match Pattern::parse(text) {
+                    Ok(p) => p,
+                    Err(e) => return error_json(&e.to_string()),
+                };
+                if let Err(e) = shard.charge_event(&self.id) {
+                    return error_json(tunnel_error(e));
+                }
+                let result = if kind == "subscribe" {
+                    shard.subscribe(&self.id, &pattern)
+                } else {
+                    shard.unsubscribe(&self.id, &pattern)
+                };
+                match result {
+                    Ok(()) => BytesMut::new(),
+                    Err(e) => error_json(tunnel_error(e)),
+                }
+            }
+            Some("target") => {
+                let Some(text) = path_text else {
+                    return error_json("missing path");
+                };
+                if let Err(e) = path::validate(text) {
+                    return error_json(&e.to_string());
+                }
+                if let Mode::WebSocket(state) = &mut self.mode {
+                    state.target = Some(text.into());
+                }
+                BytesMut::new()
+            }
+            Some("publish") => {
+                let Some(text) = path_text else {
+                    return error_json("missing path");
+                };
+                let Some(data) = fields.data else {
+                    return error_json("missing data");
+                };
+                if let Err(e) = path::validate(text) {
+                    return error_json(&e.to_string());
+                }
+                if data.len() > shard.config().datagram_data_bytes_max {
+                    return error_json("data too large");
+                }
+                if let Err(e) = shard.charge_event(&self.id) {
+                    return error_json(tunnel_error(e));
+                }
+                ack(shard.publish(text, &data)).await
+            }
+            Some(_) => error_json("unknown message type"),
+            None => error_json("missing type"),
+        }
+    }
+
+    /// A binary message: published, raw, to the last `target`.
+    async fn binary_message(&mut self, shard: &Shard, raw: Bytes) -> BytesMut {
+        let Mode::WebSocket(state) = &self.mode else {
+            return BytesMut::new();
+        };
+        let Some(target) = state.target.clone() else {
+            return error_json("binary data needs a target: send {\"type\":\"target\",\"path\":P}");
+        };
+        if raw.len() > shard.config().datagram_data_bytes_max {
+            return error_json("data too large");
+        }
+        if let Err(e) = shard.charge_event(&self.id) {
+            return error_json(tunnel_error(e));
+        }
+        ack(shard.publish_binary(&target, &raw)).await
+    }
+}
+
+/// `{"type":"ack","id":"<DID>"}` once a publish is delivered or queued, else an error.
+async fn ack(published: Result<Published, PublishError>) -> BytesMut {
+    let id = match published {
+        Ok(Published::Done(id)) => id,
+        Ok(Published::Remote(id, delivered)) => match delivered.await {
+            Ok(true) => id,
+            _ => return error_json("unknown tunnel"),
+        },
+        Err(PublishError::RingFull) => return error_json("shard ring full"),
+        Err(PublishError::UnknownTunnel) => return error_json("unknown tunnel"),
+    };
+    BytesMut::from(format!(r#"{{"type":"ack","id":"{id}"}}"#).as_bytes())
+}
+
+fn error_json(message: &str) -> BytesMut {
+    let mut out = BytesMut::new();
+    out.extend_from_slice(br#"{"type":"error","error":"#);
+    reply::put_json_string(&mut out, message);
+    out.extend_from_slice(b"}");
+    out
+}
+
+fn tunnel_error(e: TunnelError) -> &'static str {
+    match e {
+        TunnelError::Unknown => "unknown tunnel",
+        TunnelError::ShardFull => "too many tunnels",
+        TunnelError::SubscriptionLimit => "too many subscriptions",
+        TunnelError::RateLimited => "rate limit exceeded",
+        TunnelError::PrivatePath => "path is private",
+    }
+}
+
+/// `GET /echo` (with `--conformance-echo`): a WebSocket that echoes every message, through the
+/// same codec, limits and deflate negotiation as tunnels. For conformance suites.
+pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
+    let shard = answer.shard.clone();
+    let accepted = match handshake::validate(&request.head, shard.config().websocket_deflate) {
+        Ok(a) => a,
+        Err(e) => return refuse(answer, e).await,
+    };
+    let stream = &mut *answer.stream;
+    let mut out = BytesMut::new();
+    handshake::put_response(&mut out, &accepted);
+    if !send(stream, out).await {
+        return Next::Close;
+    }
+    let mut state = WsState::new(accepted.deflate);
+    let deflate = accepted.deflate.is_some();
+    loop {
+        if !read_client(stream, &mut state).await {
+            return Next::Close;
+        }
+        loop {
+            let message = match next_message(&shard, &mut state) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => return fail(stream, e.close_code(), &e.to_string()).await,
+            };
+            let mut out = BytesMut::new();
+            match message {
+                Message::Text(t) => put_message(&mut out, OpCode::Text, &t, deflate),
+                Message::Binary(b) => put_message(&mut out, OpCode::Binary, &b, deflate),
+                Message::Ping(p) => put_frame(&mut out, OpCode::Pong, true, false, &p),
+                Message::Pong(_) => continue,
+                Message::Close(close) => return answer_close(stream, close).await,
+            }
+            if !send(stream, out).await {
+                return Next::Close;
+            }
+        }
+    }
+}
