@@ -29,11 +29,16 @@ def rss_bytes(pid):
 async def open_tunnel(host, port, fmt, path, sem, opened):
     async with sem:
         reader, writer = await asyncio.open_connection(host, port)
-        writer.write(f"GET /tunnel?format={fmt}&path={path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        upgrade = ""
+        if fmt == "ws":
+            upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+        writer.write(f"GET /tunnel?format={fmt}&path={path} HTTP/1.1\r\nHost: x\r\n{upgrade}\r\n".encode())
         await writer.drain()
         # Read the response head and the first control datagram, then stay idle.
         head = await reader.readuntil(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n", 1)[0]:
+        status = b" 101 " if fmt == "ws" else b" 200 "
+        if status not in head.split(b"\r\n", 1)[0]:
             raise RuntimeError(f"tunnel refused: {head[:80]!r}")
         await reader.readuntil(b"keepalive_ms")
         opened.append((reader, writer))

@@ -237,6 +237,16 @@ impl Tunnel {
         self.replay.iter().skip(skip)
     }
 
+    /// True (once) when datagrams the client was never sent have been evicted: the caller
+    /// sends a `gap` control datagram before the next ones, so the loss is never silent.
+    pub fn take_gap(&mut self) -> bool {
+        if self.cursor >= self.replay_seq_first {
+            return false;
+        }
+        self.cursor = self.replay_seq_first;
+        true
+    }
+
     /// True when datagrams are waiting to be sent.
     pub fn has_unsent(&self) -> bool {
         self.cursor < self.seq_end()
@@ -501,10 +511,15 @@ mod tests {
         assert_eq!(t.poll_attachment(1, &waker), Ok(Attention::Data));
         t.push(dg(5), &LIMITS);
         assert_eq!(t.poll_attachment(1, &waker), Err(Kick::SlowConsumer));
+        assert!(t.take_gap(), "the attached consumer learns of the loss");
+        assert!(!t.take_gap(), "once");
+        assert_eq!(drain(&mut t), vec!["0-2", "0-3", "0-4", "0-5"]);
+        t.push(dg(6), &LIMITS);
+        t.push(dg(7), &LIMITS);
         assert!(t.detach(1));
         // Re-attach without `last`: the evicted datagram is reported as a gap.
-        assert!(t.seek(None));
-        assert_eq!(drain(&mut t), vec!["0-2", "0-3", "0-4", "0-5"]);
+        assert!(!t.seek(None), "nothing unsent was evicted since");
+        assert_eq!(drain(&mut t), vec!["0-6", "0-7"]);
     }
 
     #[test]

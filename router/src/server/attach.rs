@@ -56,6 +56,9 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     if matches!(format, Format::Jsonp) && answer.cb.is_none() {
         return answer.error(400, "jsonp needs a cb parameter").await;
     }
+    if matches!(format, Format::Custom(_)) && format.uses_callback() && answer.cb.is_none() {
+        return answer.error(400, "this format needs a cb parameter").await;
+    }
     let mut patterns = Vec::new();
     for text in params.all("path") {
         match Pattern::parse(text) {
@@ -130,9 +133,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             http10: false,
             tunnel: id_text,
             cb,
-            mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(
-                accepted.deflate,
-            ))),
+            mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(accepted.deflate))),
         };
         attached
             .start_websocket(&shard, answer.stream, &accepted, &control, gap)
@@ -266,6 +267,26 @@ pub fn idle_attached_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usiz
     std::mem::size_of_val(&attached.run(shard, stream))
 }
 
+/// Size of the WebSocket loop's future (boxed apart while a WebSocket tunnel is attached).
+#[cfg(test)]
+pub fn idle_websocket_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usize {
+    let mut attached = Attached {
+        id: TunnelId {
+            shard: 0,
+            slot: 0,
+            secret: 0,
+        },
+        token: 0,
+        keep_alive: false,
+        http10: false,
+        tunnel: "".into(),
+        cb: "".into(),
+        mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(None))),
+    };
+    let size = std::mem::size_of_val(&*attached.boxed_websocket(shard, stream));
+    size
+}
+
 /// Frames stream output as HTTP chunks (or raw bytes for close-delimited HTTP/1.0 answers).
 /// The chunk-size field is written fixed-width so the size can be filled in after the payload
 /// (leading zeros are valid chunk-size syntax).
@@ -351,10 +372,12 @@ impl Attached {
 
     /// Serves the attachment until it ends; detaches on the way out.
     pub async fn run(mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+        // The WebSocket loop's state is the largest; it is boxed so streams and polls do not
+        // pay for it.
         let next = match self.mode {
             Mode::Stream { .. } => self.run_stream(shard, stream).await,
             Mode::Poll { .. } => self.run_poll(shard, stream).await,
-            Mode::WebSocket(_) => self.run_websocket(shard, stream).await,
+            Mode::WebSocket(_) => self.boxed_websocket(shard, stream).await,
         };
         shard.detach(&self.id, self.token);
         next
@@ -447,6 +470,9 @@ impl Attached {
         let start = chunk_begin(*chunked, out);
         let batch_start = out.len();
         shard.with_tunnel(&self.id, |t| {
+            if t.take_gap() {
+                format.put_datagram(out, GAP, None, &env);
+            }
             t.drain_unsent(usize::MAX, |d: &Datagram| {
                 let batch_bytes = out.len() - batch_start;
                 let recycle_due =
@@ -530,15 +556,20 @@ impl Attached {
     async fn answer_poll(&self, shard: &Shard, stream: &mut TcpStream, head: &[&[u8]]) -> Next {
         let batch_max = shard.config().longpoll_batch_max;
         let mut queued: Vec<Datagram> = Vec::new();
-        shard.with_tunnel(&self.id, |t| {
+        let gap = shard.with_tunnel(&self.id, |t| {
+            let gap = t.take_gap();
             t.drain_unsent(batch_max, |d| {
                 queued.push(d.clone());
                 true
-            })
+            });
+            gap
         });
+        // A gap the caller already reports is not repeated.
+        let gap = gap == Some(true) && !head.contains(&GAP);
         let messages = head
             .iter()
             .copied()
+            .chain(gap.then_some(GAP))
             .chain(queued.iter().map(|d| d.json()));
         let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
         let mut body = BytesMut::new();

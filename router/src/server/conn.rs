@@ -352,7 +352,7 @@ async fn route(
         cb,
     };
     match (method, path) {
-        (Method::Options, _) => preflight(&mut answer).await,
+        (Method::Options, p) if !p.starts_with("/publish/") => preflight(&mut answer).await,
         (Method::Get | Method::Head, "/" | "/index.html") => {
             let mut out = BytesMut::with_capacity(DEMO_PAGE.len() + 128);
             write_full(
@@ -588,6 +588,7 @@ mod idle_budget {
     /// Bytes budgeted for a connection task's future and for an attached tunnel's future.
     const SERVE_FUTURE_BYTES_MAX: usize = 640;
     const ATTACHED_FUTURE_BYTES_MAX: usize = 640;
+    const WEBSOCKET_FUTURE_BYTES_MAX: usize = 512;
 
     #[test]
     fn idle_connection_futures_stay_within_budget() {
@@ -612,9 +613,17 @@ mod idle_budget {
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);
             let shard = crate::shard::Shard::new(0, shared, vec![None], wakers);
             let attached = super::attach::idle_attached_future_bytes(&shard, &mut other);
+            let websocket = super::attach::idle_websocket_future_bytes(&shard, &mut other);
             let serve = super::serve(shard, client, addr, None, bytes::BytesMut::new());
             let serve = std::mem::size_of_val(&serve);
-            eprintln!("serve future: {serve} bytes, attached future: {attached} bytes");
+            eprintln!(
+                "serve future: {serve} bytes, attached future: {attached} bytes, \
+                 websocket loop: {websocket} bytes"
+            );
+            assert!(
+                websocket <= WEBSOCKET_FUTURE_BYTES_MAX,
+                "websocket loop future is {websocket} bytes"
+            );
             assert!(
                 serve <= SERVE_FUTURE_BYTES_MAX,
                 "serve future is {serve} bytes"

@@ -3,6 +3,8 @@
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use super::attach::{attention, peer_activity, Attached, Mode};
@@ -22,6 +24,8 @@ use crate::wire::websocket::deflate::{self, Params};
 use crate::wire::websocket::frame::{put_frame, put_header};
 use crate::wire::websocket::handshake::{self, Accepted, HandshakeError};
 use crate::wire::websocket::{Limits, OpCode, WsError};
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Close codes we send (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
@@ -134,6 +138,10 @@ async fn fail(stream: &mut TcpStream, code: u16, reason: &str) -> Next {
     Next::Close
 }
 
+fn boxed_fail<'a>(stream: &'a mut TcpStream, code: u16, reason: &'a str) -> Boxed<'a, Next> {
+    Box::pin(fail(stream, code, reason))
+}
+
 /// Waits (bounded) for the client to close after our close frame, discarding what it sends.
 async fn await_close(stream: &mut TcpStream) {
     let deadline = monoio::time::Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
@@ -183,7 +191,15 @@ impl Attached {
         Next::Attached(Box::new(self))
     }
 
-    pub(super) async fn run_websocket(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+    pub(super) fn boxed_websocket<'a>(
+        &'a mut self,
+        shard: &'a Shard,
+        stream: &'a mut TcpStream,
+    ) -> Boxed<'a, Next> {
+        Box::pin(self.run_websocket(shard, stream))
+    }
+
+    async fn run_websocket(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
         let keepalive_ms = shard.config().keepalive_ms;
         loop {
             let wait = monoio::select! {
@@ -199,7 +215,7 @@ impl Attached {
                     if !read_client(stream, state).await {
                         return Next::Close;
                     }
-                    if let Some(next) = self.handle_client(shard, stream).await {
+                    if let Some(next) = self.boxed_handle_client(shard, stream).await {
                         return next;
                     }
                 }
@@ -221,7 +237,7 @@ impl Attached {
                 Some(Ok(Attention::Deadline)) | Some(Ok(Attention::Idle)) => {
                     if state.pings_unanswered >= PINGS_UNANSWERED_MAX {
                         Metrics::add(&shard.metrics.ping_timeouts, 1);
-                        return fail(stream, CLOSE_GOING_AWAY, "no pong").await;
+                        return boxed_fail(stream, CLOSE_GOING_AWAY, "no pong").await;
                     }
                     state.pings_unanswered += 1;
                     let mut out = BytesMut::new();
@@ -238,10 +254,20 @@ impl Attached {
                 }
                 Some(Err(Kick::Replaced)) => {
                     Metrics::add(&shard.metrics.replaced, 1);
-                    return fail(stream, CLOSE_NORMAL, "replaced").await;
+                    return boxed_fail(stream, CLOSE_NORMAL, "replaced").await;
                 }
             }
         }
+    }
+
+    /// Boxed (and built outside the loop's frame) so that handling a message costs nothing
+    /// while the connection is idle.
+    fn boxed_handle_client<'a>(
+        &'a mut self,
+        shard: &'a Shard,
+        stream: &'a mut TcpStream,
+    ) -> Boxed<'a, Option<Next>> {
+        Box::pin(self.handle_client(shard, stream))
     }
 
     /// Handles every complete client message in the read buffer. `Some(next)` ends the

@@ -399,6 +399,10 @@ impl Shard {
         path: &str,
         encode: impl FnOnce(DatagramId) -> Datagram,
     ) -> Result<Published, PublishError> {
+        if path == "/tunnel" {
+            // The parent of every private path names no tunnel.
+            return Err(PublishError::UnknownTunnel);
+        }
         let private = match path.strip_prefix(path::PRIVATE_PREFIX) {
             Some(id_text) => Some(TunnelId::parse(id_text).ok_or(PublishError::UnknownTunnel)?),
             None => None,
