@@ -26,6 +26,9 @@ def rss_bytes(pid):
     raise RuntimeError("no VmRSS")
 
 
+DEFLATE = False
+
+
 async def open_tunnel(host, port, fmt, path, sem, opened):
     async with sem:
         reader, writer = await asyncio.open_connection(host, port)
@@ -33,6 +36,8 @@ async def open_tunnel(host, port, fmt, path, sem, opened):
         if fmt == "ws":
             upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\n"
                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+            if DEFLATE:
+                upgrade += "Sec-WebSocket-Extensions: permessage-deflate\r\n"
         writer.write(f"GET /tunnel?format={fmt}&path={path} HTTP/1.1\r\nHost: x\r\n{upgrade}\r\n".encode())
         await writer.drain()
         # Read the response head and the first control datagram, then stay idle.
@@ -40,7 +45,12 @@ async def open_tunnel(host, port, fmt, path, sem, opened):
         status = b" 101 " if fmt == "ws" else b" 200 "
         if status not in head.split(b"\r\n", 1)[0]:
             raise RuntimeError(f"tunnel refused: {head[:80]!r}")
-        await reader.readuntil(b"keepalive_ms")
+        if DEFLATE and b"permessage-deflate" not in head:
+            raise RuntimeError("permessage-deflate was not negotiated")
+        if DEFLATE:
+            await reader.readexactly(2)  # a compressed tunnel datagram: header, then payload
+        else:
+            await reader.readuntil(b"keepalive_ms")
         opened.append((reader, writer))
 
 
@@ -78,7 +88,7 @@ async def run(args):
         after = rss_bytes(router.pid)
         summary = {
             "scenario": "idle tunnels",
-            "format": args.format,
+            "format": args.format + (" + permessage-deflate" if args.deflate else ""),
             "tunnels": len(opened),
             "shards": args.shards,
             "router_rss_before_bytes": before,
@@ -109,8 +119,11 @@ def main():
     p.add_argument("--port", type=int, default=18181)
     p.add_argument("--settle", type=float, default=1.0, help="seconds to wait before sampling RSS")
     p.add_argument("--router", default="target/release/router")
+    p.add_argument("--deflate", action="store_true", help="ws only: offer permessage-deflate")
     p.add_argument("--out")
     args = p.parse_args()
+    global DEFLATE
+    DEFLATE = args.deflate
     summary = asyncio.run(run(args))
     text = json.dumps(summary, indent=2)
     print(text)

@@ -63,6 +63,9 @@ pub struct Config {
     /// Cross-shard SPSC ring capacity, per ordered shard pair.
     pub shard_ring_slots: usize,
     pub uring_entries: u32,
+    /// I/O driver of the shard runtimes: `auto` (io_uring, or epoll where io_uring cannot be
+    /// set up), `uring` or `epoll`.
+    pub io_driver: IoDriver,
     /// Largest WebSocket frame a client may send (close 1009 past it).
     pub websocket_frame_bytes_max: usize,
     /// Largest WebSocket message a client may send, after inflating (close 1009 past it).
@@ -75,6 +78,15 @@ pub struct Config {
     pub stream_recycle_bytes: BTreeMap<String, u64>,
     /// `[formats.NAME]` tables.
     pub formats: BTreeMap<String, CustomFormat>,
+}
+
+/// Which I/O driver the shard runtimes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoDriver {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +134,7 @@ impl Default for Config {
             events_burst: 400,
             shard_ring_slots: 16_384,
             uring_entries: 1024,
+            io_driver: IoDriver::Auto,
             websocket_frame_bytes_max: MIB,
             websocket_message_bytes_max: MIB,
             websocket_deflate: true,
@@ -749,6 +762,7 @@ events_per_s = 50
 events_burst = 100
 shard_ring_slots = 4096
 uring_entries = 2048
+io_driver = "epoll"
 websocket_frame_bytes_max = 65536
 websocket_message_bytes_max = 131072
 websocket_deflate = false
@@ -809,6 +823,7 @@ html_escape = true
         assert_eq!(config.listen_addr(), "[::1]:9000".parse().unwrap());
         assert_eq!(config.shards, 3);
         assert_eq!(config.uring_entries, 2048);
+        assert_eq!(config.io_driver, IoDriver::Epoll);
         assert_eq!(config.websocket_frame_bytes_max, 65536);
         assert_eq!(config.websocket_message_bytes_max, 131072);
         assert!(!config.websocket_deflate);

@@ -18,7 +18,7 @@ use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, IoDriver};
 use crate::metrics::Metrics;
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
 use crate::shard::{Shard, Shared};
@@ -85,8 +85,17 @@ pub fn start(config: Config) -> io::Result<Server> {
         formats,
         config,
     });
-    if !monoio::utils::detect_uring() {
-        tracing::warn!("io_uring is unavailable; falling back to the epoll driver");
+    match shared.config.io_driver {
+        IoDriver::Auto if !monoio::utils::detect_uring() => {
+            tracing::warn!("io_uring is unavailable; falling back to the epoll driver");
+        }
+        IoDriver::Uring if !monoio::utils::detect_uring() => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_driver = \"uring\" but io_uring cannot be set up here",
+            ));
+        }
+        _ => {}
     }
     let ends = mesh::build(shard_count, shared.config.shard_ring_slots);
     let mut threads = Vec::with_capacity(shard_count);
@@ -130,12 +139,31 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+type ShardRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+fn build_runtime(driver: IoDriver, entries: u32) -> io::Result<ShardRuntime> {
+    match driver {
+        IoDriver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build(),
+        IoDriver::Uring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(entries)
+            .enable_timer()
+            .build()
+            .map(Into::into),
+        IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(Into::into),
+    }
+}
+
 fn run_shard(id: u16, shared: Arc<Shared>, listener: std::net::TcpListener, end: MeshEnd) {
-    let entries = shared.config.uring_entries;
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .with_entries(entries)
-        .enable_timer()
-        .build();
+    let runtime = build_runtime(shared.config.io_driver, shared.config.uring_entries);
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
