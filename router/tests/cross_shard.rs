@@ -10,28 +10,6 @@ use support::*;
 /// router is not spreading them.
 const ATTEMPTS: usize = 64;
 
-/// A keep-alive connection that publishes sequentially.
-struct Publisher(Client);
-
-impl Publisher {
-    /// Publishes; returns `(status, body)`.
-    fn try_publish(&mut self, path: &str, data: &str) -> (u16, String) {
-        self.0.post(&format!("/publish{path}"), data);
-        let (head, body) = self.0.response();
-        (head.status, body)
-    }
-
-    /// Publishes; returns the datagram id from the `202` answer.
-    fn publish(&mut self, path: &str, data: &str) -> String {
-        let (status, body) = self.try_publish(path, data);
-        assert_eq!(status, 202, "publish on {path} answered {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        v["id"]
-            .as_str()
-            .expect("publish answer has an id")
-            .to_string()
-    }
-}
 
 /// The shard a datagram was published on, from its id `<shard>-<seq>`.
 fn datagram_shard(id: &str) -> u16 {
@@ -53,10 +31,6 @@ fn publishers_on_both_shards(addr: SocketAddr) -> [Publisher; 2] {
         }
     }
     panic!("no publisher connection on each shard after {ATTEMPTS} connections");
-}
-
-fn datagram(id: &str, path: &str, data: &str) -> String {
-    format!(r#"{{"id":"{id}","path":"{path}","data":{data}}}"#)
 }
 
 /// A NUL-format tunnel: its id and its stream, past the control datagram.

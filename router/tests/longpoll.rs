@@ -30,18 +30,6 @@ fn answer(tunnel: &str, messages: &[&str]) -> String {
     )
 }
 
-/// True for `<shard>-<slot>-<16 lowercase hex>` with shard < 2 (the test router has two shards).
-fn is_tunnel_id(id: &str) -> bool {
-    let parts: Vec<&str> = id.split('-').collect();
-    parts.len() == 3
-        && matches!(parts[0], "0" | "1")
-        && !parts[1].is_empty()
-        && parts[1].bytes().all(|b| b.is_ascii_digit())
-        && parts[2].len() == 16
-        && parts[2]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// Sends `GET target` on `c` and reads the whole answer.
 fn get(c: &mut Client, target: &str) -> (Head, String) {

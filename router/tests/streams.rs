@@ -4,55 +4,14 @@
 
 mod support;
 use std::io::{BufRead, Read};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// A keep-alive connection that publishes sequentially (so datagrams keep their publish order).
-struct Publisher(Client);
 
-impl Publisher {
-    fn new(addr: SocketAddr) -> Publisher {
-        Publisher(Client::new(addr))
-    }
-
-    /// Publishes `data` on `path`; returns the datagram id from the `202` answer.
-    fn publish(&mut self, path: &str, data: &str) -> String {
-        self.0.post(&format!("/publish{path}"), data);
-        let (head, body) = self.0.response();
-        assert_eq!(head.status, 202, "publish on {path} answered {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(v["ok"], true, "{body}");
-        let id = v["id"]
-            .as_str()
-            .expect("publish answer has an id")
-            .to_string();
-        assert_eq!(body, format!(r#"{{"ok":true,"id":"{id}"}}"#));
-        id
-    }
-}
-
-/// True for `<shard>-<slot>-<16 lowercase hex>` with shard < 2 (the test router has two shards).
-fn is_tunnel_id(id: &str) -> bool {
-    let parts: Vec<&str> = id.split('-').collect();
-    parts.len() == 3
-        && matches!(parts[0], "0" | "1")
-        && !parts[1].is_empty()
-        && parts[1].bytes().all(|b| b.is_ascii_digit())
-        && parts[2].len() == 16
-        && parts[2]
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
 
 /// The tunnel control datagram, byte for byte.
 fn control(tunnel: &str, new: bool, keepalive_ms: u64) -> String {
     format!(r#"{{"type":"tunnel","tunnel":"{tunnel}","new":{new},"keepalive_ms":{keepalive_ms}}}"#)
-}
-
-/// A published datagram, byte for byte (`data` already compact).
-fn datagram(id: &str, path: &str, data: &str) -> String {
-    format!(r#"{{"id":"{id}","path":"{path}","data":{data}}}"#)
 }
 
 /// Reads the control datagram of a new SSE tunnel and returns the tunnel id.

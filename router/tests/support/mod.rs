@@ -279,3 +279,51 @@ pub fn metrics(addr: SocketAddr) -> serde_json::Value {
     assert_eq!(head.status, 200);
     serde_json::from_str(&body).unwrap()
 }
+
+/// A keep-alive connection that publishes sequentially through the backend API (so datagrams
+/// keep their publish order).
+pub struct Publisher(pub Client);
+
+impl Publisher {
+    pub fn new(addr: SocketAddr) -> Publisher {
+        Publisher(Client::new(addr))
+    }
+
+    /// Publishes `data` on `path`; returns the status and body of the answer.
+    pub fn try_publish(&mut self, path: &str, data: &str) -> (u16, String) {
+        self.0.post(&format!("/publish{path}"), data);
+        let (head, body) = self.0.response();
+        (head.status, body)
+    }
+
+    /// Publishes `data` on `path`; checks the exact `202` answer and returns the datagram id.
+    pub fn publish(&mut self, path: &str, data: &str) -> String {
+        let (status, body) = self.try_publish(path, data);
+        assert_eq!(status, 202, "publish on {path} answered {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let id = v["id"]
+            .as_str()
+            .expect("publish answer has an id")
+            .to_string();
+        assert_eq!(body, format!(r#"{{"ok":true,"id":"{id}"}}"#));
+        id
+    }
+}
+
+/// True for `<shard>-<slot>-<16 lowercase hex>` with shard < 2 (the test router has two shards).
+pub fn is_tunnel_id(id: &str) -> bool {
+    let parts: Vec<&str> = id.split('-').collect();
+    parts.len() == 3
+        && matches!(parts[0], "0" | "1")
+        && !parts[1].is_empty()
+        && parts[1].bytes().all(|b| b.is_ascii_digit())
+        && parts[2].len() == 16
+        && parts[2]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A published datagram, byte for byte (`data` already compact).
+pub fn datagram(id: &str, path: &str, data: &str) -> String {
+    format!(r#"{{"id":"{id}","path":"{path}","data":{data}}}"#)
+}
