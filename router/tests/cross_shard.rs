@@ -10,7 +10,6 @@ use support::*;
 /// router is not spreading them.
 const ATTEMPTS: usize = 64;
 
-
 /// The shard a datagram was published on, from its id `<shard>-<seq>`.
 fn datagram_shard(id: &str) -> u16 {
     id.split('-').next().unwrap().parse().unwrap()

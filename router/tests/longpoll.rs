@@ -30,7 +30,6 @@ fn answer(tunnel: &str, messages: &[&str]) -> String {
     )
 }
 
-
 /// Sends `GET target` on `c` and reads the whole answer.
 fn get(c: &mut Client, target: &str) -> (Head, String) {
     c.get(target);

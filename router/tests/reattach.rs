@@ -8,8 +8,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use support::*;
 
-
-
 fn control(tunnel: &str, new: bool) -> String {
     format!(r#"{{"type":"tunnel","tunnel":"{tunnel}","new":{new},"keepalive_ms":15000}}"#)
 }

@@ -7,8 +7,6 @@ use std::io::{BufRead, Read};
 use std::time::{Duration, Instant};
 use support::*;
 
-
-
 /// The tunnel control datagram, byte for byte.
 fn control(tunnel: &str, new: bool, keepalive_ms: u64) -> String {
     format!(r#"{{"type":"tunnel","tunnel":"{tunnel}","new":{new},"keepalive_ms":{keepalive_ms}}}"#)

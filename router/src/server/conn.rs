@@ -21,6 +21,7 @@ use crate::shard::{PublishError, Published, Shard, TunnelError};
 use crate::tunnel::TunnelId;
 use crate::wire::format::callback_valid;
 use crate::wire::http1::{self, write_full, Method};
+use crate::wire::websocket::handshake::{self, HandshakeError};
 use crate::wire::{json, query};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
@@ -381,6 +382,9 @@ async fn route(
         }
         (Method::Post | Method::Get, p) if subscription_path(p).is_some() => {
             subscription(&mut answer, &request, &params).await
+        }
+        (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
+            super::websocket::refuse(&mut answer, HandshakeError::BadMethod).await
         }
         (_, "/" | "/index.html" | "/metrics" | "/tunnel" | "/events") => {
             answer.error(405, "method not allowed").await

@@ -34,8 +34,9 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// Pings a client may leave unanswered before it is dropped.
 const PINGS_UNANSWERED_MAX: u8 = 2;
 
-/// How long we wait for the client's side of a close handshake.
+/// How long, and for how many bytes, we wait for the client's side of a close handshake.
 const CLOSE_WAIT_MS: u64 = 1000;
+const CLOSE_WAIT_BYTES_MAX: usize = 64 * 1024;
 
 /// Answers a refused upgrade with its status (400, 426) and a JSON error, then closes.
 pub async fn refuse(answer: &mut Answer<'_>, e: HandshakeError) -> Next {
@@ -87,11 +88,12 @@ fn limits(shard: &Shard) -> Limits {
     }
 }
 
-/// Appends one unfragmented message, compressed when deflate was negotiated.
-fn put_message(out: &mut BytesMut, opcode: OpCode, payload: &[u8], deflate: bool) {
-    if deflate {
+/// Appends one unfragmented message, compressed (with the negotiated window) when deflate was
+/// negotiated.
+fn put_message(out: &mut BytesMut, opcode: OpCode, payload: &[u8], deflate: Option<Params>) {
+    if let Some(params) = deflate {
         let mut compressed = BytesMut::new();
-        deflate::compress(payload, &mut compressed);
+        deflate::compress(payload, params.server_max_window_bits, &mut compressed);
         put_header(out, opcode, true, true, compressed.len());
         out.extend_from_slice(&compressed);
     } else {
@@ -100,7 +102,7 @@ fn put_message(out: &mut BytesMut, opcode: OpCode, payload: &[u8], deflate: bool
 }
 
 /// Appends a datagram: a binary frame with its raw bytes, or a text frame with its JSON.
-fn put_datagram(out: &mut BytesMut, datagram: &Datagram, deflate: bool) {
+fn put_datagram(out: &mut BytesMut, datagram: &Datagram, deflate: Option<Params>) {
     match datagram.binary() {
         Some(raw) => put_message(out, OpCode::Binary, raw, deflate),
         None => put_message(out, OpCode::Text, datagram.json(), deflate),
@@ -142,15 +144,28 @@ fn boxed_fail<'a>(stream: &'a mut TcpStream, code: u16, reason: &'a str) -> Boxe
     Box::pin(fail(stream, code, reason))
 }
 
-/// Waits (bounded) for the client to close after our close frame, discarding what it sends.
+/// Waits (bounded) for the client's close frame after ours, discarding what comes before it,
+/// then lets the caller close the socket (RFC 6455 §7.1.1: the server closes first).
 async fn await_close(stream: &mut TcpStream) {
     let deadline = monoio::time::Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
+    let limits = Limits {
+        frame_bytes_max: CLOSE_WAIT_BYTES_MAX,
+        message_bytes_max: CLOSE_WAIT_BYTES_MAX,
+    };
+    let mut decoder = Decoder::new(Role::Server, limits, None);
     let mut buf = BytesMut::with_capacity(256);
-    for _ in 0..64 {
-        buf.clear();
+    let mut read_bytes = 0;
+    while read_bytes < CLOSE_WAIT_BYTES_MAX {
         match monoio::time::timeout_at(deadline, read_more(stream, &mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(n)) if n > 0 => read_bytes += n,
             _ => return,
+        }
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(Message::Close(_))) | Err(_) => return,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+            }
         }
     }
 }
@@ -174,7 +189,7 @@ impl Attached {
         control: &[u8],
         gap: bool,
     ) -> Next {
-        let deflate = accepted.deflate.is_some();
+        let deflate = accepted.deflate;
         let mut out = BytesMut::with_capacity(512);
         handshake::put_response(&mut out, accepted);
         put_message(&mut out, OpCode::Text, control, deflate);
@@ -209,7 +224,7 @@ impl Attached {
             let Mode::WebSocket(state) = &mut self.mode else {
                 return Next::Close;
             };
-            let deflate = state.deflate.is_some();
+            let deflate = state.deflate;
             match wait {
                 None => {
                     if !read_client(stream, state).await {
@@ -222,6 +237,9 @@ impl Attached {
                 Some(Ok(Attention::Data)) => {
                     let mut out = BytesMut::new();
                     shard.with_tunnel(&self.id, |t| {
+                        if t.take_gap() {
+                            put_message(&mut out, OpCode::Text, GAP, deflate);
+                        }
                         t.drain_unsent(usize::MAX, |d| {
                             if out.len() >= super::attach::STREAM_BATCH_BYTES {
                                 return false;
@@ -277,7 +295,7 @@ impl Attached {
             let Mode::WebSocket(state) = &mut self.mode else {
                 return Some(Next::Close);
             };
-            let deflate = state.deflate.is_some();
+            let deflate = state.deflate;
             let message = match next_message(shard, state) {
                 Ok(Some(m)) => m,
                 Ok(None) => return None,
@@ -435,7 +453,7 @@ pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
         return Next::Close;
     }
     let mut state = WsState::new(accepted.deflate);
-    let deflate = accepted.deflate.is_some();
+    let deflate = accepted.deflate;
     loop {
         if !read_client(stream, &mut state).await {
             return Next::Close;

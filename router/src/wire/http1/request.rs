@@ -369,7 +369,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HttpError> {
 }
 
 /// Strips optional whitespace (SP / HTAB) from both ends.
-fn trim_ows(value: &[u8]) -> &[u8] {
+pub fn trim_ows(value: &[u8]) -> &[u8] {
     let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
     let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
     let end = value

@@ -1,5 +1,6 @@
 //! permessage-deflate (RFC 7692): offer negotiation, per-message compression and bounded inflation.
 
+use crate::wire::http1::request::trim_ows;
 use std::cell::RefCell;
 
 use bytes::{BufMut, BytesMut};
@@ -12,8 +13,17 @@ use super::WsError;
 const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 
 /// Level 1: real-time payloads are small and latency matters more than the
-/// last few percent of ratio; miniz's fast level still finds JSON repetition.
+/// last few percent of ratio; zlib's fast level still finds JSON repetition.
 const COMPRESSION_LEVEL: u32 = 1;
+
+/// The largest LZ77 window, 32 KiB, and the default for both directions
+/// (RFC 7692 §7.1.2).
+pub const WINDOW_BITS_MAX: u8 = 15;
+
+/// The smallest window we compress with. RFC 7692 allows 8, but zlib cannot
+/// produce raw DEFLATE with a 256-byte window (it refuses it, or silently uses
+/// 512 bytes), so an offer demanding `server_max_window_bits=8` is declined.
+pub const SERVER_WINDOW_BITS_MIN: u8 = 9;
 
 /// Smallest step by which an inflate output buffer grows, so tiny pieces do not
 /// reallocate once per byte.
@@ -28,6 +38,31 @@ const EXTENSION: &str = "permessage-deflate";
 pub struct Params {
     pub server_no_context_takeover: bool,
     pub client_no_context_takeover: bool,
+    /// Base-2 logarithm of the window the server compresses with:
+    /// `SERVER_WINDOW_BITS_MIN..=15`, 15 unless the client asked for less.
+    pub server_max_window_bits: u8,
+    /// Base-2 logarithm of the largest window the client compresses with:
+    /// 8..=15, 15 unless the client offered a smaller value.
+    pub client_max_window_bits: u8,
+    /// The client offered `server_max_window_bits`, so the response must name
+    /// it (§7.1.2.1).
+    pub server_max_window_bits_offered: bool,
+    /// The client offered `client_max_window_bits` with a value, which the
+    /// response echoes; it is never sent unless offered (§7.1.2.2).
+    pub client_max_window_bits_offered: bool,
+}
+
+impl Params {
+    /// Both directions without context takeover and with 32 KiB windows, no
+    /// window size named in the response: what a bare offer negotiates.
+    pub const NO_CONTEXT_TAKEOVER: Params = Params {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: WINDOW_BITS_MAX,
+        client_max_window_bits: WINDOW_BITS_MAX,
+        server_max_window_bits_offered: false,
+        client_max_window_bits_offered: false,
+    };
 }
 
 /// Picks the first acceptable `permessage-deflate` offer from the values of
@@ -41,13 +76,21 @@ pub struct Params {
 /// §7.1.1.2 lets it add `client_no_context_takeover` to any response, which
 /// the client must then honour.
 ///
+/// `server_max_window_bits=N` (§7.1.2.1) is accepted for N in 9..=15: we
+/// compress with a 2^N-byte window and echo the same value, as the RFC
+/// requires of a server accepting the parameter. N = 8 cannot be honoured
+/// (zlib has no 256-byte raw DEFLATE window) and the response may only repeat
+/// or lower the value, so such an offer is declined, as zlib-based servers do,
+/// and the client's next offer is considered.
+///
+/// `client_max_window_bits` (§7.1.2.2) without a value is accepted and left
+/// out of the response, so the client keeps 15 bits; with a value N in 8..=15
+/// it is echoed, limiting the client to N. Either way we inflate with a 32 KiB
+/// window, which decodes any smaller window.
+///
 /// An offer is declined when it has an unknown parameter, a parameter twice, a
-/// value on a parameter that takes none, a `client_max_window_bits` value
-/// other than 15 (miniz only inflates with a 32 KiB window), or any
-/// `server_max_window_bits`. Values below 15 ask for a window miniz cannot
-/// compress with; accepting `=15` would oblige us to echo it (§7.1.2.1), which
-/// [`Params`] cannot carry, so those offers are declined too and the client's
-/// next offer (browsers never send this parameter) is considered.
+/// value on a parameter that takes none, no value on `server_max_window_bits`,
+/// or a window-bits value that is not a plain decimal 8..=15 (after unquoting).
 pub fn negotiate(offers: &[&[u8]]) -> Option<Params> {
     offers
         .iter()
@@ -61,8 +104,10 @@ fn accept_offer(offer: &[u8]) -> Option<Params> {
     if !name.eq_ignore_ascii_case(EXTENSION.as_bytes()) {
         return None;
     }
+    let mut params = Params::NO_CONTEXT_TAKEOVER;
     let mut seen_server_no_context = false;
     let mut seen_client_no_context = false;
+    let mut seen_server_window = false;
     let mut seen_client_window = false;
     for param in parts {
         let (key, value) = split_param(param)?;
@@ -70,26 +115,40 @@ fn accept_offer(offer: &[u8]) -> Option<Params> {
             value.is_none().then_some(&mut seen_server_no_context)?
         } else if key.eq_ignore_ascii_case(b"client_no_context_takeover") {
             value.is_none().then_some(&mut seen_client_no_context)?
+        } else if key.eq_ignore_ascii_case(b"server_max_window_bits") {
+            let bits = window_bits(value.as_deref()?)?;
+            if bits < SERVER_WINDOW_BITS_MIN {
+                return None;
+            }
+            params.server_max_window_bits = bits;
+            params.server_max_window_bits_offered = true;
+            &mut seen_server_window
         } else if key.eq_ignore_ascii_case(b"client_max_window_bits") {
             // No value means "I can honour any value you reply with"; we
             // reply with none, which leaves the client at 15 bits.
-            match value {
-                None => &mut seen_client_window,
-                Some(bits) if bits == b"15" => &mut seen_client_window,
-                Some(_) => return None,
+            if let Some(value) = value {
+                params.client_max_window_bits = window_bits(&value)?;
+                params.client_max_window_bits_offered = true;
             }
+            &mut seen_client_window
         } else {
-            // server_max_window_bits (see above) and anything unknown.
             return None;
         };
         if std::mem::replace(seen, true) {
             return None;
         }
     }
-    Some(Params {
-        server_no_context_takeover: true,
-        client_no_context_takeover: true,
-    })
+    Some(params)
+}
+
+/// A window-bits value: `%x38-39 / "1" %x30-35`, i.e. 8..=15 in decimal
+/// without leading zeros or signs (RFC 7692 §7.1.2.1).
+fn window_bits(value: &[u8]) -> Option<u8> {
+    match value {
+        [digit @ b'8'..=b'9'] => Some(digit - b'0'),
+        [b'1', digit @ b'0'..=b'5'] => Some(10 + digit - b'0'),
+        _ => None,
+    }
 }
 
 /// Splits `name[=value]`, trimming whitespace and unquoting a quoted value
@@ -137,16 +196,6 @@ fn is_token_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn trim_ows(value: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !is_ows(b))
-        .map_or(start, |i| i + 1);
-    value.get(start..end).unwrap_or(&[])
-}
-
 /// Splits on `delim` except inside double quotes (with backslash escapes), so
 /// a quoted value cannot smuggle in a separate offer or parameter.
 fn split_outside_quotes(value: &[u8], delim: u8) -> impl Iterator<Item = &[u8]> {
@@ -174,6 +223,7 @@ fn split_outside_quotes(value: &[u8], delim: u8) -> impl Iterator<Item = &[u8]> 
 
 /// The `Sec-WebSocket-Extensions` response value for `p`, e.g.
 /// `permessage-deflate; server_no_context_takeover; client_no_context_takeover`.
+/// The window sizes are named only when the client offered them.
 pub fn response_header(p: &Params) -> String {
     let mut value = String::from(EXTENSION);
     if p.server_no_context_takeover {
@@ -182,30 +232,52 @@ pub fn response_header(p: &Params) -> String {
     if p.client_no_context_takeover {
         value.push_str("; client_no_context_takeover");
     }
+    if p.server_max_window_bits_offered {
+        value.push_str("; server_max_window_bits=");
+        value.push_str(&p.server_max_window_bits.to_string());
+    }
+    if p.client_max_window_bits_offered {
+        value.push_str("; client_max_window_bits=");
+        value.push_str(&p.client_max_window_bits.to_string());
+    }
     value
 }
 
+/// One slot per window size from `SERVER_WINDOW_BITS_MIN` to 15.
+const COMPRESSOR_SLOTS: usize = (WINDOW_BITS_MAX - SERVER_WINDOW_BITS_MIN + 1) as usize;
+
 thread_local! {
-    /// One compressor per thread (per shard), reset before each message:
-    /// miniz's compressor state is a few hundred KiB, too much to build per
-    /// message or to keep per connection.
-    static COMPRESSOR: RefCell<Option<Compress>> = const { RefCell::new(None) };
+    /// One compressor per thread (per shard) and window size, reset before
+    /// each message: zlib's state for a 32 KiB window is about 256 KiB, too
+    /// much to build per message or to keep per connection. Slots for window
+    /// sizes no client asked for stay empty.
+    static COMPRESSORS: RefCell<[Option<Compress>; COMPRESSOR_SLOTS]> =
+        const { RefCell::new([const { None }; COMPRESSOR_SLOTS]) };
+}
+
+fn new_compressor(window_bits: u8) -> Compress {
+    Compress::new_with_window_bits(Compression::new(COMPRESSION_LEVEL), false, window_bits)
 }
 
 /// Appends `payload` compressed as one message: raw DEFLATE from an empty
-/// window, sync-flushed, with the trailing `00 00 ff ff` removed (RFC 7692
-/// §7.2.1). No state is kept between messages, which is what
+/// window of 2^`server_max_window_bits` bytes (clamped to
+/// `SERVER_WINDOW_BITS_MIN..=15`; pass [`Params::server_max_window_bits`]),
+/// sync-flushed, with the trailing `00 00 ff ff` removed (RFC 7692 §7.2.1).
+/// No state is kept between messages, which is what
 /// `server_no_context_takeover` promises. Send the result with RSV1 set on the
 /// first frame.
-pub fn compress(payload: &[u8], out: &mut BytesMut) {
+pub fn compress(payload: &[u8], server_max_window_bits: u8, out: &mut BytesMut) {
+    let bits = server_max_window_bits.clamp(SERVER_WINDOW_BITS_MIN, WINDOW_BITS_MAX);
     let start = out.len();
-    let pooled = COMPRESSOR
+    let pooled = COMPRESSORS
         .try_with(|cell| {
-            let Ok(mut slot) = cell.try_borrow_mut() else {
+            let Ok(mut slots) = cell.try_borrow_mut() else {
                 return false;
             };
-            let compressor = slot
-                .get_or_insert_with(|| Compress::new(Compression::new(COMPRESSION_LEVEL), false));
+            let Some(slot) = slots.get_mut(usize::from(bits - SERVER_WINDOW_BITS_MIN)) else {
+                return false;
+            };
+            let compressor = slot.get_or_insert_with(|| new_compressor(bits));
             compressor.reset();
             deflate_sync(compressor, payload, out)
         })
@@ -215,7 +287,7 @@ pub fn compress(payload: &[u8], out: &mut BytesMut) {
         // retry with a fresh one, and fall back to stored blocks, which every
         // inflater accepts, rather than emit a broken message.
         out.truncate(start);
-        let mut compressor = Compress::new(Compression::new(COMPRESSION_LEVEL), false);
+        let mut compressor = new_compressor(bits);
         if !deflate_sync(&mut compressor, payload, out) {
             out.truncate(start);
             put_stored(payload, out);
@@ -276,9 +348,13 @@ fn delta(after: u64, before: u64) -> usize {
 
 /// Inflates received messages with a bound on the output.
 ///
-/// A miniz inflater holds a 32 KiB window plus tables (about 43 KiB), so the
+/// An inflater holds a 32 KiB window plus tables (about 40 KiB), so the
 /// decoder creates one per compressed message unless the peer may use context
 /// takeover, in which case it must keep this one across messages.
+///
+/// It always inflates with a 32 KiB window, whatever `client_max_window_bits`
+/// was negotiated: a DEFLATE stream made with a smaller window never refers
+/// further back than that window, so the larger one decodes it unchanged.
 #[derive(Debug)]
 pub struct Inflater {
     inner: Decompress,
@@ -383,7 +459,7 @@ impl Inflater {
                 break;
             }
             if consumed == 0 && produced == 0 && !out_full && !self.ended {
-                // Input left and room to write, yet no progress: miniz reports
+                // Input left and room to write, yet no progress: zlib reports
                 // corrupt data as an error, so this is unreachable in practice.
                 return Err(WsError::Protocol("invalid compressed data"));
             }
@@ -399,8 +475,12 @@ mod tests {
     const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
 
     fn compressed(payload: &[u8]) -> Vec<u8> {
+        compressed_with(payload, WINDOW_BITS_MAX)
+    }
+
+    fn compressed_with(payload: &[u8], bits: u8) -> Vec<u8> {
         let mut out = BytesMut::new();
-        compress(payload, &mut out);
+        compress(payload, bits, &mut out);
         out.to_vec()
     }
 
@@ -411,10 +491,37 @@ mod tests {
     }
 
     fn params() -> Params {
-        Params {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-        }
+        Params::NO_CONTEXT_TAKEOVER
+    }
+
+    fn server_bits(bits: u8) -> Option<Params> {
+        Some(Params {
+            server_max_window_bits: bits,
+            server_max_window_bits_offered: true,
+            ..params()
+        })
+    }
+
+    fn client_bits(bits: u8) -> Option<Params> {
+        Some(Params {
+            client_max_window_bits: bits,
+            client_max_window_bits_offered: true,
+            ..params()
+        })
+    }
+
+    /// Inflates with exactly a 2^`bits`-byte window, as a client that
+    /// negotiated `server_max_window_bits=bits` may.
+    fn inflated_with(payload: &[u8], bits: u8) -> Vec<u8> {
+        let mut inflater = Decompress::new_with_window_bits(false, bits);
+        let mut input = payload.to_vec();
+        input.extend_from_slice(&TAIL);
+        let mut out = Vec::with_capacity(1 << 20);
+        inflater
+            .decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .expect("valid for the window");
+        assert_eq!(delta(inflater.total_in(), 0), input.len());
+        out
     }
 
     #[test]
@@ -493,6 +600,40 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_with_small_windows() {
+        // Repetition at distances beyond 512 bytes but within 32 KiB: a 9-bit
+        // compressor must not refer back to it, and a 9-bit inflater (the
+        // client's) must decode the result.
+        let block: Vec<u8> = (0..2000u32)
+            .map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes()[3])
+            .collect();
+        let payload = block.repeat(20);
+        for bits in SERVER_WINDOW_BITS_MIN..=WINDOW_BITS_MAX {
+            let wire = compressed_with(&payload, bits);
+            assert!(!wire.ends_with(&TAIL), "bits {bits}");
+            assert_eq!(inflated_with(&wire, bits), payload, "bits {bits}");
+            assert_eq!(inflated(&wire).unwrap(), payload, "bits {bits}");
+            assert_eq!(compressed_with(b"Hello", bits), HELLO, "bits {bits}");
+        }
+        // A 9-bit window cannot see the repeats; 15 bits can.
+        assert!(compressed_with(&payload, 9).len() > payload.len() / 2);
+        assert!(compressed_with(&payload, 15).len() < payload.len() / 10);
+        // Out-of-range sizes are clamped rather than panicking.
+        assert_eq!(compressed_with(&payload, 8), compressed_with(&payload, 9));
+        assert_eq!(compressed_with(&payload, 0), compressed_with(&payload, 9));
+        assert_eq!(
+            compressed_with(&payload, 200),
+            compressed_with(&payload, 15)
+        );
+        // Alternating window sizes on one thread use separate compressors.
+        let json = br#"{"type":"publish","path":"/a/b","data":"hello hello hello"}"#.repeat(40);
+        let first = compressed_with(&json, 9);
+        assert_eq!(inflated_with(&compressed_with(&json, 15), 15), json);
+        assert_eq!(compressed_with(&json, 9), first);
+        assert_eq!(inflated_with(&first, 9), json);
+    }
+
+    #[test]
     fn compression_keeps_no_state_between_messages() {
         let first = compressed(b"Hello");
         assert_eq!(compressed(b"Hello"), first);
@@ -520,7 +661,8 @@ mod tests {
     fn inflation_is_bounded() {
         let zeros = vec![0u8; 1 << 20];
         let bomb = compressed(&zeros);
-        assert!(bomb.len() < 10_000);
+        // zlib's level 1 emits static-Huffman blocks: about 10 KiB for 1 MiB.
+        assert!(bomb.len() < 16 * 1024);
         for max in [0usize, 1, 1000, (1 << 20) - 1] {
             let mut out = Vec::new();
             assert_eq!(
@@ -583,31 +725,94 @@ mod tests {
     #[test]
     fn negotiation_table() {
         let accept = Some(params());
-        let cases: [(&[&[u8]], Option<Params>); 27] = [
+        let cases: Vec<(&[&[u8]], Option<Params>)> = vec![
             (&[b"permessage-deflate"], accept),
             (&[b"PerMessage-Deflate"], accept),
             (&[b"permessage-deflate; client_max_window_bits"], accept),
-            (&[b"permessage-deflate; client_max_window_bits=15"], accept),
+            (
+                &[b"permessage-deflate; client_max_window_bits=15"],
+                client_bits(15),
+            ),
             (
                 &[b"permessage-deflate; client_max_window_bits=\"15\""],
-                accept,
+                client_bits(15),
             ),
-            (&[b"permessage-deflate;client_max_window_bits = 15"], accept),
+            (
+                &[b"permessage-deflate;client_max_window_bits = 15"],
+                client_bits(15),
+            ),
             (
                 &[b"permessage-deflate; server_no_context_takeover; client_no_context_takeover"],
                 accept,
             ),
             (&[b"permessage-deflate; client_no_context_takeover"], accept),
-            (&[b"permessage-deflate; client_max_window_bits=14"], None),
-            (&[b"permessage-deflate; client_max_window_bits=8"], None),
+            (
+                &[b"permessage-deflate; client_max_window_bits=14"],
+                client_bits(14),
+            ),
+            (
+                &[b"permessage-deflate; client_max_window_bits=9"],
+                client_bits(9),
+            ),
+            (
+                &[b"permessage-deflate; client_max_window_bits=8"],
+                client_bits(8),
+            ),
+            (&[b"permessage-deflate; client_max_window_bits=7"], None),
+            (&[b"permessage-deflate; client_max_window_bits=16"], None),
             (&[b"permessage-deflate; client_max_window_bits=015"], None),
+            (&[b"permessage-deflate; client_max_window_bits=+9"], None),
             (
                 &[b"permessage-deflate; client_max_window_bits=\"1\\5\""],
-                accept,
+                client_bits(15),
             ),
             (&[b"permessage-deflate; client_max_window_bits=\"\""], None),
-            (&[b"permessage-deflate; server_max_window_bits=10"], None),
-            (&[b"permessage-deflate; server_max_window_bits=15"], None),
+            (&[b"permessage-deflate; server_max_window_bits=9"], server_bits(9)),
+            (
+                &[b"permessage-deflate; server_max_window_bits=10"],
+                server_bits(10),
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=12"],
+                server_bits(12),
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=14"],
+                server_bits(14),
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=15"],
+                server_bits(15),
+            ),
+            (
+                &[b"permessage-deflate; SERVER_MAX_WINDOW_BITS=\"11\""],
+                server_bits(11),
+            ),
+            // zlib has no 256-byte raw window, and the answer may not raise it.
+            (&[b"permessage-deflate; server_max_window_bits=8"], None),
+            (&[b"permessage-deflate; server_max_window_bits"], None),
+            (&[b"permessage-deflate; server_max_window_bits=16"], None),
+            (&[b"permessage-deflate; server_max_window_bits=09"], None),
+            (&[b"permessage-deflate; server_max_window_bits=x"], None),
+            // What Autobahn 13.3-13.6 offer.
+            (
+                &[b"permessage-deflate; client_max_window_bits; server_max_window_bits=9"],
+                server_bits(9),
+            ),
+            (
+                &[b"permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=15"],
+                server_bits(15),
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=10; client_max_window_bits=12"],
+                Some(Params {
+                    server_max_window_bits: 10,
+                    server_max_window_bits_offered: true,
+                    client_max_window_bits: 12,
+                    client_max_window_bits_offered: true,
+                    ..params()
+                }),
+            ),
             (&[b"permessage-deflate; server_no_context_takeover=1"], None),
             (&[b"permessage-deflate; x-unknown"], None),
             (
@@ -618,14 +823,30 @@ mod tests {
                 &[b"permessage-deflate; client_max_window_bits; client_max_window_bits=15"],
                 None,
             ),
+            (
+                &[b"permessage-deflate; client_max_window_bits; client_max_window_bits"],
+                None,
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=10; server_max_window_bits=10"],
+                None,
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=10; server_max_window_bits=12"],
+                None,
+            ),
             (&[b"permessage-deflate; ; client_max_window_bits"], None),
             (&[b"x-webkit-deflate-frame"], None),
             (&[b""], None),
             (&[], None),
             // The first acceptable offer wins, across list items and header lines.
             (
-                &[b"permessage-deflate; server_max_window_bits=10, permessage-deflate"],
+                &[b"permessage-deflate; server_max_window_bits=8, permessage-deflate"],
                 accept,
+            ),
+            (
+                &[b"permessage-deflate; server_max_window_bits=10, permessage-deflate"],
+                server_bits(10),
             ),
             (
                 &[
@@ -655,8 +876,8 @@ mod tests {
         );
         assert_eq!(
             response_header(&Params {
-                server_no_context_takeover: true,
                 client_no_context_takeover: false,
+                ..params()
             }),
             "permessage-deflate; server_no_context_takeover"
         );
@@ -664,8 +885,31 @@ mod tests {
             response_header(&Params {
                 server_no_context_takeover: false,
                 client_no_context_takeover: false,
+                ..params()
             }),
             "permessage-deflate"
+        );
+        // Window sizes are named exactly when the client offered them.
+        let answer = |offer: &[u8]| negotiate(&[offer]).map(|p| response_header(&p));
+        assert_eq!(
+            answer(b"permessage-deflate; client_max_window_bits; server_max_window_bits=9").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9")
+        );
+        assert_eq!(
+            answer(b"permessage-deflate; server_max_window_bits=15").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15")
+        );
+        assert_eq!(
+            answer(b"permessage-deflate; client_max_window_bits=10").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=10")
+        );
+        assert_eq!(
+            answer(b"permessage-deflate; client_max_window_bits").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+        );
+        assert_eq!(
+            answer(b"permessage-deflate; server_max_window_bits=12; client_max_window_bits=\"9\"").as_deref(),
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=12; client_max_window_bits=9")
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Server side of the opening handshake (RFC 6455 §4.2): validates the upgrade request and writes the 101 response.
 
+use crate::wire::http1::request::trim_ows;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::BytesMut;
@@ -173,16 +174,6 @@ fn upgrade_has_websocket(head: &RequestHead) -> bool {
         })
 }
 
-fn trim_ows(value: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
-    let end = value
-        .iter()
-        .rposition(|b| !is_ows(b))
-        .map_or(start, |i| i + 1);
-    value.get(start..end).unwrap_or(&[])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,10 +228,7 @@ mod tests {
         let raw =
             request("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
         let accepted = validate(&head(&raw), true).unwrap();
-        let params = Params {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-        };
+        let params = Params::NO_CONTEXT_TAKEOVER;
         assert_eq!(accepted.deflate, Some(params));
         let mut out = BytesMut::new();
         put_response(&mut out, &accepted);
@@ -255,10 +243,51 @@ mod tests {
             "Sec-WebSocket-Extensions: x-foo\r\nSec-WebSocket-Extensions: permessage-deflate\r\n",
         );
         assert_eq!(validate(&head(&raw), true).unwrap().deflate, Some(params));
-        // Only unacceptable offers: upgrade without compression.
+        // Only unacceptable offers (zlib has no 8-bit raw window): upgrade
+        // without compression.
         let raw =
-            request("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9\r\n");
+            request("Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8\r\n");
         assert_eq!(validate(&head(&raw), true).unwrap().deflate, None);
+        // An unacceptable offer falls through to the next one.
+        let raw = request(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8, permessage-deflate; server_max_window_bits=9\r\n",
+        );
+        let accepted = validate(&head(&raw), true).unwrap();
+        assert_eq!(
+            accepted.deflate,
+            Some(Params {
+                server_max_window_bits: 9,
+                server_max_window_bits_offered: true,
+                ..params
+            })
+        );
+        // A smaller server window is echoed (RFC 7692 §7.1.2.1); a
+        // client_max_window_bits with a value is echoed, one without is not.
+        let cases = [
+            (
+                "permessage-deflate; client_max_window_bits; server_max_window_bits=9",
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9",
+            ),
+            (
+                "permessage-deflate; client_no_context_takeover; client_max_window_bits; server_max_window_bits=15",
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15",
+            ),
+            (
+                "permessage-deflate; client_max_window_bits=11",
+                "permessage-deflate; server_no_context_takeover; client_no_context_takeover; client_max_window_bits=11",
+            ),
+        ];
+        for (offer, answer) in cases {
+            let raw = request(&format!("Sec-WebSocket-Extensions: {offer}\r\n"));
+            let mut out = BytesMut::new();
+            put_response(&mut out, &validate(&head(&raw), true).unwrap());
+            let expected = format!("Sec-WebSocket-Extensions: {answer}\r\n\r\n");
+            assert!(
+                out.ends_with(expected.as_bytes()),
+                "{offer}: {}",
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 
     #[test]
