@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The one check: formatting, lints (warnings are errors), every test, and the Autobahn
 # WebSocket conformance cases compared with the expected results.
-# Needs: PyPI `kosoku` and `websockets`, and `npm ci --prefix scripts/interop` (see .ci/run).
+# Installs the third-party peers the tests use when they are missing: PyPI `kosoku` (Autobahn
+# cases) and `websockets`, and npm `ws` (scripts/interop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! python3 -c 'import kosoku, websockets' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check kosoku==0.1.0 websockets==17.4
+fi
+if [ ! -d scripts/interop/node_modules/ws ]; then
+  npm ci --prefix scripts/interop --no-audit --no-fund
+fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

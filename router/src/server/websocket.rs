@@ -160,11 +160,18 @@ async fn await_close(stream: &mut TcpStream) {
             Ok(Ok(n)) if n > 0 => read_bytes += n,
             _ => return,
         }
+        // After a protocol error the client's bytes may not parse (the rest of an oversized
+        // frame, say): then only its end of stream ends the wait, since closing with unread
+        // input would reset the connection and could destroy our close frame.
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(Message::Close(_))) | Err(_) => return,
+                Ok(Some(Message::Close(_))) => return,
                 Ok(Some(_)) => {}
                 Ok(None) => break,
+                Err(_) => {
+                    buf.clear();
+                    break;
+                }
             }
         }
     }
