@@ -70,7 +70,14 @@ pub async fn serve(
             Some(r) => r,
             None => {
                 // Boxed, like the handlers below, so an idle connection's task stays small.
-                let read = boxed_read(&mut stream, &mut buf, &limits, header_timeout, idle_timeout);
+                let read = boxed_read(
+                    &shard,
+                    &mut stream,
+                    &mut buf,
+                    &limits,
+                    header_timeout,
+                    idle_timeout,
+                );
                 match read.await {
                     Read::Request(r) => r,
                     Read::Closed => return,
@@ -87,7 +94,7 @@ pub async fn serve(
         };
         if buf.is_empty() {
             // Nothing pipelined: hold no buffer while the request is served or we wait.
-            buf = BytesMut::new();
+            shard.give_read_buffer(std::mem::take(&mut buf));
         }
         let mut next = boxed_route(&shard, &mut stream, peer, request).await;
         if let Next::Attached(attached) = next {
@@ -112,6 +119,7 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 // even after it is moved into a box.
 
 fn boxed_read<'a>(
+    shard: &'a Shard,
     stream: &'a mut TcpStream,
     buf: &'a mut BytesMut,
     limits: &'a http1::Limits,
@@ -119,6 +127,7 @@ fn boxed_read<'a>(
     idle_timeout: Duration,
 ) -> Boxed<'a, Read> {
     Box::pin(read_request(
+        shard,
         stream,
         buf,
         limits,

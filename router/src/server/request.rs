@@ -42,6 +42,7 @@ pub async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::R
 /// Reads the next request. `buf` may already hold bytes of it (pipelining); it keeps whatever
 /// follows the request. While no byte of a request has arrived the connection holds no buffer.
 pub async fn read_request(
+    shard: &crate::shard::Shard,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     limits: &http1::Limits,
@@ -49,11 +50,12 @@ pub async fn read_request(
     idle_timeout: Duration,
 ) -> Read {
     if buf.is_empty() {
-        *buf = BytesMut::new();
+        shard.give_read_buffer(std::mem::take(buf));
         match monoio::time::timeout(idle_timeout, stream.readable(false)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return Read::Closed,
         }
+        *buf = shard.take_read_buffer();
     }
     let deadline = monoio::time::Instant::now() + header_timeout;
     let head = loop {

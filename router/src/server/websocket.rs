@@ -110,7 +110,10 @@ fn put_datagram(out: &mut BytesMut, datagram: &Datagram, deflate: Option<Params>
 }
 
 /// Reads what the client sent into `state.read`; false when the peer is gone.
-async fn read_client(stream: &mut TcpStream, state: &mut WsState) -> bool {
+async fn read_client(shard: &Shard, stream: &mut TcpStream, state: &mut WsState) -> bool {
+    if state.read.capacity() == 0 {
+        state.read = shard.take_read_buffer();
+    }
     matches!(read_more(stream, &mut state.read).await, Ok(n) if n > 0)
 }
 
@@ -124,7 +127,7 @@ fn next_message(shard: &Shard, state: &mut WsState) -> Result<Option<Message>, W
     let message = decoder.decode(&mut state.read)?;
     if message.is_none() && !decoder.in_message() && state.read.is_empty() {
         state.decoder = None;
-        state.read = BytesMut::new();
+        shard.give_read_buffer(std::mem::take(&mut state.read));
     }
     Ok(message)
 }
@@ -234,7 +237,7 @@ impl Attached {
             let deflate = state.deflate;
             match wait {
                 None => {
-                    if !read_client(stream, state).await {
+                    if !read_client(shard, stream, state).await {
                         return Next::Close;
                     }
                     if let Some(next) = self.boxed_handle_client(shard, stream).await {
@@ -462,7 +465,7 @@ pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
     let mut state = WsState::new(accepted.deflate);
     let deflate = accepted.deflate;
     loop {
-        if !read_client(stream, &mut state).await {
+        if !read_client(&shard, stream, &mut state).await {
             return Next::Close;
         }
         loop {

@@ -3,6 +3,7 @@
 
 pub mod mesh;
 
+use bytes::BytesMut;
 use rtrb::Producer;
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -78,7 +79,13 @@ pub struct Shard {
     token_seq: Cell<u64>,
     entropy: RefCell<(Vec<u8>, usize)>,
     timers: RefCell<Timers>,
+    read_buffers: RefCell<Vec<BytesMut>>,
 }
+
+/// Capacity of a pooled read buffer.
+pub const READ_BUFFER_BYTES: usize = 4096;
+/// Read buffers a shard keeps for reuse (4 MiB at most).
+const READ_BUFFERS_POOLED_MAX: usize = 1024;
 
 /// Attachment deadlines (keepalives, long-poll ttls), fired by one timer task per shard instead
 /// of a timer per connection.
@@ -128,6 +135,7 @@ impl Shard {
             datagram_seq: Cell::new(0),
             token_seq: Cell::new(0),
             entropy: RefCell::new((Vec::new(), 0)),
+            read_buffers: RefCell::new(Vec::new()),
             timers: RefCell::new(Timers {
                 heap: BinaryHeap::new(),
                 target_ms: u64::MAX,
@@ -148,6 +156,25 @@ impl Shard {
     /// Milliseconds since the shard started: the shard's clock.
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    /// A read buffer from the shard's pool: connections hold one only while bytes of a request
+    /// or a WebSocket message are arriving, and give it back when idle.
+    pub fn take_read_buffer(&self) -> BytesMut {
+        self.read_buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| BytesMut::with_capacity(READ_BUFFER_BYTES))
+    }
+
+    /// Gives a read buffer back. Buffers that grew for a large body or message, or that share
+    /// their memory with bytes handed out, are dropped instead.
+    pub fn give_read_buffer(&self, mut buf: BytesMut) {
+        let mut pool = self.read_buffers.borrow_mut();
+        if buf.capacity() == READ_BUFFER_BYTES && pool.len() < READ_BUFFERS_POOLED_MAX {
+            buf.clear();
+            pool.push(buf);
+        }
     }
 
     /// A token identifying one attachment (one connection's claim on a tunnel).
@@ -539,5 +566,41 @@ fn tunnel_mut<'a>(tunnels: &'a mut [Option<Tunnel>], id: &TunnelId) -> Option<&'
     match tunnels.get_mut(id.slot as usize) {
         Some(Some(t)) if t.id == *id => Some(t),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> Rc<Shard> {
+        let shared = Arc::new(Shared {
+            config: Config::default(),
+            formats: Formats::default(),
+            metrics: vec![Arc::default()],
+        });
+        Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
+    }
+
+    #[test]
+    fn read_buffers_are_reused_and_only_whole_ones_kept() {
+        let shard = shard();
+        let mut buf = shard.take_read_buffer();
+        assert_eq!(buf.capacity(), READ_BUFFER_BYTES);
+        buf.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let ptr = buf.as_ptr();
+        shard.give_read_buffer(buf);
+        let again = shard.take_read_buffer();
+        assert_eq!(again.as_ptr(), ptr, "the same memory comes back");
+        assert!(again.is_empty());
+        // A buffer that handed bytes out, or grew, is not pooled.
+        let mut split = again;
+        split.extend_from_slice(b"abc");
+        let _handed_out = split.split_to(3).freeze();
+        shard.give_read_buffer(split);
+        let mut grown = BytesMut::with_capacity(READ_BUFFER_BYTES * 4);
+        grown.extend_from_slice(b"x");
+        shard.give_read_buffer(grown);
+        assert!(shard.read_buffers.borrow().is_empty());
     }
 }
