@@ -1,4 +1,5 @@
-//! Hot paths in memory: path matching, datagram encoding per format, the cross-shard ring.
+//! Hot paths in memory: path matching, datagram encoding per format, the WebSocket frame codec,
+//! the cross-shard ring.
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -61,6 +62,49 @@ fn encoding(c: &mut Criterion) {
     g.finish();
 }
 
+fn websocket(c: &mut Criterion) {
+    use router::wire::websocket::decoder::{Decoder, Role};
+    use router::wire::websocket::frame::{put_frame, put_masked_frame};
+    use router::wire::websocket::mask::apply_mask;
+    use router::wire::websocket::{Limits, OpCode};
+    let mut g = c.benchmark_group("websocket");
+    let payload = vec![b'x'; 1024];
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    g.bench_function("encode_text_1KiB", |b| {
+        let mut out = BytesMut::with_capacity(2048);
+        b.iter(|| {
+            out.clear();
+            put_frame(&mut out, OpCode::Text, true, false, black_box(&payload));
+            out.len()
+        })
+    });
+    g.bench_function("mask_1KiB", |b| {
+        let mut data = payload.clone();
+        b.iter(|| apply_mask(black_box(&mut data), [1, 2, 3, 4], 0))
+    });
+    let mut frame = BytesMut::new();
+    put_masked_frame(
+        &mut frame,
+        OpCode::Text,
+        true,
+        false,
+        [9, 8, 7, 6],
+        &payload,
+    );
+    let limits = Limits {
+        frame_bytes_max: 1 << 20,
+        message_bytes_max: 1 << 20,
+    };
+    g.bench_function("decode_masked_text_1KiB", |b| {
+        let mut decoder = Decoder::new(Role::Server, limits, None);
+        b.iter(|| {
+            let mut buf = frame.clone();
+            decoder.decode(black_box(&mut buf)).ok()
+        })
+    });
+    g.finish();
+}
+
 fn ring(c: &mut Criterion) {
     let mut g = c.benchmark_group("ring");
     g.throughput(Throughput::Elements(1));
@@ -75,5 +119,5 @@ fn ring(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, path_matching, encoding, ring);
+criterion_group!(benches, path_matching, encoding, websocket, ring);
 criterion_main!(benches);
