@@ -360,6 +360,17 @@ impl Attached {
             format.put_datagram(&mut out, GAP, None, &env);
         }
         chunk_end(*chunked, &mut out, start);
+        self.attach_with(shard, stream, out).await
+    }
+
+    /// Attaches, writes the opening bytes `out`, arms the first keepalive, and hands the rest to
+    /// the connection loop (detaching again if the write fails).
+    pub(super) async fn attach_with(
+        self,
+        shard: &Shard,
+        stream: &mut TcpStream,
+        out: BytesMut,
+    ) -> Next {
         shard.attach(&self.id, self.token);
         if !send(stream, out).await {
             shard.detach(&self.id, self.token);

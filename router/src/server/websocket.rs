@@ -206,14 +206,7 @@ impl Attached {
         if gap {
             put_message(&mut out, OpCode::Text, GAP, deflate);
         }
-        shard.attach(&self.id, self.token);
-        if !send(stream, out).await {
-            shard.detach(&self.id, self.token);
-            return Next::Close;
-        }
-        let keepalive_ms = shard.config().keepalive_ms;
-        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
-        Next::Attached(Box::new(self))
+        self.attach_with(shard, stream, out).await
     }
 
     pub(super) fn boxed_websocket<'a>(
