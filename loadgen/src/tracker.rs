@@ -1,0 +1,143 @@
+//! Per-receiver sequence tracking: gaps (missing), duplicates and out-of-order deliveries.
+
+use std::collections::BTreeSet;
+
+/// Missing sequence numbers remembered individually, so that a late arrival
+/// can be told apart from a duplicate. Past this, further missing numbers are
+/// only counted (and a late arrival of one of them counts as a duplicate).
+pub const MISSING_REMEMBERED_MAX: usize = 4096;
+
+/// Counts of what a receiver saw, summable across receivers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SeqCounts {
+    pub received: u64,
+    /// Sequence numbers never received (so far).
+    pub gaps: u64,
+    pub duplicates: u64,
+    /// Received after a higher sequence number (they filled a gap).
+    pub out_of_order: u64,
+}
+
+impl SeqCounts {
+    pub fn add(&mut self, other: &SeqCounts) {
+        self.received += other.received;
+        self.gaps += other.gaps;
+        self.duplicates += other.duplicates;
+        self.out_of_order += other.out_of_order;
+    }
+}
+
+/// Tracks the sequence numbers one receiver sees on one path; they are
+/// expected to be 0, 1, 2, ... in order.
+#[derive(Debug, Default, Clone)]
+pub struct Tracker {
+    /// The next sequence number expected in order.
+    next: u64,
+    missing: BTreeSet<u64>,
+    /// Missing numbers not remembered because `missing` was full.
+    missing_forgotten: u64,
+    counts: SeqCounts,
+}
+
+impl Tracker {
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    pub fn observe(&mut self, seq: u64) {
+        self.counts.received += 1;
+        if seq == self.next {
+            self.next += 1;
+        } else if seq > self.next {
+            for missed in self.next..seq {
+                if self.missing.len() < MISSING_REMEMBERED_MAX {
+                    self.missing.insert(missed);
+                } else {
+                    self.missing_forgotten += seq - missed;
+                    break;
+                }
+            }
+            self.next = seq + 1;
+        } else if self.missing.remove(&seq) {
+            self.counts.out_of_order += 1;
+        } else {
+            self.counts.duplicates += 1;
+        }
+    }
+
+    /// The counts so far, given that `published` sequence numbers (0..published)
+    /// were sent: the ones after the highest received count as gaps too.
+    pub fn counts(&self, published: u64) -> SeqCounts {
+        let mut counts = self.counts;
+        counts.gaps = self.missing.len() as u64
+            + self.missing_forgotten
+            + published.saturating_sub(self.next);
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_order_is_clean() {
+        let mut tracker = Tracker::new();
+        (0..100).for_each(|seq| tracker.observe(seq));
+        let counts = tracker.counts(100);
+        assert_eq!(
+            counts,
+            SeqCounts {
+                received: 100,
+                ..SeqCounts::default()
+            }
+        );
+    }
+
+    #[test]
+    fn gaps_are_counted() {
+        let mut tracker = Tracker::new();
+        for seq in [0, 1, 4, 5, 9] {
+            tracker.observe(seq);
+        }
+        // 2, 3, 6, 7, 8 missing; plus 10 and 11 at the tail.
+        assert_eq!(tracker.counts(10).gaps, 5);
+        assert_eq!(tracker.counts(12).gaps, 7);
+        // A missing first datagram is a gap too.
+        let mut late_start = Tracker::new();
+        late_start.observe(1);
+        assert_eq!(late_start.counts(2).gaps, 1);
+    }
+
+    #[test]
+    fn duplicates_are_counted() {
+        let mut tracker = Tracker::new();
+        for seq in [0, 1, 1, 2, 0, 2] {
+            tracker.observe(seq);
+        }
+        let counts = tracker.counts(3);
+        assert_eq!(counts.duplicates, 3);
+        assert_eq!(counts.gaps, 0);
+        assert_eq!(counts.out_of_order, 0);
+        assert_eq!(counts.received, 6);
+    }
+
+    #[test]
+    fn out_of_order_fills_the_gap() {
+        let mut tracker = Tracker::new();
+        for seq in [0, 2, 1, 3, 1] {
+            tracker.observe(seq);
+        }
+        let counts = tracker.counts(4);
+        assert_eq!(counts.out_of_order, 1);
+        assert_eq!(counts.gaps, 0);
+        assert_eq!(counts.duplicates, 1, "the second 1 is a duplicate");
+    }
+
+    #[test]
+    fn missing_beyond_the_memory_bound_are_still_counted() {
+        let mut tracker = Tracker::new();
+        tracker.observe(10_000);
+        assert_eq!(tracker.counts(10_001).gaps, 10_000);
+    }
+}
