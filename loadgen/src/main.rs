@@ -171,25 +171,6 @@ fn parse_args(argv: &[String]) -> Result<Args, ArgsError> {
     })
 }
 
-/// Raises the soft open-files limit to the hard one; returns the new soft limit.
-fn raise_nofile_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return 0;
-        }
-        limit.rlim_cur = limit.rlim_max;
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-        }
-    }
-    limit.rlim_cur
-}
-
 type Runtime = monoio::FusionRuntime<
     monoio::time::TimeDriver<monoio::IoUringDriver>,
     monoio::time::TimeDriver<monoio::LegacyDriver>,
@@ -378,7 +359,7 @@ fn progress_line(
 
 fn run(args: Args, command: String) -> std::io::Result<String> {
     std::fs::create_dir_all(&args.out)?;
-    let nofile_limit = raise_nofile_limit();
+    let nofile_limit = router::os::raise_open_files_limit();
     let total = args.live + args.idle;
     if total + args.publishers + 64 > nofile_limit {
         eprintln!(

@@ -15,9 +15,11 @@
 //! - [`pubsub`]: path validation, patterns, and the subscription registry.
 //! - [`wire`]: sans-IO codecs: HTTP/1.1, query strings, JSON, datagrams, formats, templates.
 //! - [`metrics`]: per-shard counters.
+//! - [`os`]: process settings applied at start-up (the open-files limit).
 
 pub mod config;
 pub mod metrics;
+pub mod os;
 pub mod pubsub;
 pub mod server;
 pub mod shard;
