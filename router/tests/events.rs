@@ -67,39 +67,7 @@ fn poll(addr: SocketAddr, id: &str, extra: &str) -> String {
     body
 }
 
-/// A keep-alive connection that sends events through tunnel `tunnel`. Its first event moves it to
-/// the tunnel's shard, so every event is delivered to that shard's tunnels before it is answered.
-struct Events {
-    c: Client,
-    tunnel: String,
-}
-
 impl Events {
-    fn new(addr: SocketAddr, tunnel: &str) -> Events {
-        Events {
-            c: Client::new(addr),
-            tunnel: tunnel.to_string(),
-        }
-    }
-
-    /// Sends one event; returns the answer.
-    fn try_send(&mut self, path: &str, data: &str) -> (u16, String) {
-        let body = format!(
-            r#"{{"tunnel":"{}","path":"{path}","data":{data}}}"#,
-            self.tunnel
-        );
-        self.c.post("/events", &body);
-        let (head, body) = self.c.response();
-        (head.status, body)
-    }
-
-    /// Sends one event that must be accepted; returns its datagram id.
-    fn send(&mut self, path: &str, data: &str) -> String {
-        let (status, body) = self.try_send(path, data);
-        assert_eq!(status, 202, "{body}");
-        accepted_id(&body)
-    }
-
     /// Subscribes (or unsubscribes) the tunnel through POST; returns the answer.
     fn subscription(&mut self, action: &str, pattern: &str) -> (u16, String) {
         self.c.post(
@@ -109,17 +77,6 @@ impl Events {
         let (head, body) = self.c.response();
         (head.status, body)
     }
-}
-
-/// The id of a `202 {"ok":true,"id":"..."}` answer, checking its exact shape.
-fn accepted_id(body: &str) -> String {
-    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    let id = v["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{body}"))
-        .to_string();
-    assert_eq!(body, format!(r#"{{"ok":true,"id":"{id}"}}"#));
-    id
 }
 
 /// `<shard>-<seq>` of a datagram id.

@@ -75,37 +75,6 @@ fn poll(addr: SocketAddr, id: &str, extra: &str) -> String {
     body
 }
 
-/// A keep-alive connection that sends events through tunnel `tunnel`. Its first event moves it to
-/// the tunnel's shard, so every event is delivered to that shard's tunnels before it is answered.
-struct Events {
-    c: Client,
-    tunnel: String,
-}
-
-impl Events {
-    fn new(addr: SocketAddr, tunnel: &str) -> Events {
-        Events {
-            c: Client::new(addr),
-            tunnel: tunnel.to_string(),
-        }
-    }
-
-    /// Sends one event; returns its datagram id.
-    fn send(&mut self, path: &str, data: &str) -> String {
-        let body = format!(
-            r#"{{"tunnel":"{}","path":"{path}","data":{data}}}"#,
-            self.tunnel
-        );
-        self.c.post("/events", &body);
-        let (head, body) = self.c.response();
-        assert_eq!(head.status, 202, "{body}");
-        let v: Value = serde_json::from_str(&body).unwrap();
-        let id = v["id"].as_str().unwrap().to_string();
-        assert_eq!(body, format!(r#"{{"ok":true,"id":"{id}"}}"#));
-        id
-    }
-}
-
 /// Asserts nothing arrives on `c` within `quiet`.
 fn assert_quiet(c: &mut Client, quiet: Duration) {
     use std::io::{BufRead, ErrorKind};

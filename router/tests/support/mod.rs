@@ -300,13 +300,52 @@ impl Publisher {
     pub fn publish(&mut self, path: &str, data: &str) -> String {
         let (status, body) = self.try_publish(path, data);
         assert_eq!(status, 202, "publish on {path} answered {body}");
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-        let id = v["id"]
-            .as_str()
-            .expect("publish answer has an id")
-            .to_string();
-        assert_eq!(body, format!(r#"{{"ok":true,"id":"{id}"}}"#));
-        id
+        accepted_id(&body)
+    }
+}
+
+/// The id of a `202 {"ok":true,"id":"..."}` answer, checking its exact shape.
+pub fn accepted_id(body: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let id = v["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {body}"))
+        .to_string();
+    assert_eq!(body, format!(r#"{{"ok":true,"id":"{id}"}}"#));
+    id
+}
+
+/// A keep-alive connection that sends events through tunnel `tunnel`. Its first event moves it to
+/// the tunnel's shard, so every event is delivered to that shard's tunnels before it is answered.
+pub struct Events {
+    pub c: Client,
+    pub tunnel: String,
+}
+
+impl Events {
+    pub fn new(addr: SocketAddr, tunnel: &str) -> Events {
+        Events {
+            c: Client::new(addr),
+            tunnel: tunnel.to_string(),
+        }
+    }
+
+    /// Sends one event; returns the answer.
+    pub fn try_send(&mut self, path: &str, data: &str) -> (u16, String) {
+        let body = format!(
+            r#"{{"tunnel":"{}","path":"{path}","data":{data}}}"#,
+            self.tunnel
+        );
+        self.c.post("/events", &body);
+        let (head, body) = self.c.response();
+        (head.status, body)
+    }
+
+    /// Sends one event that must be accepted; returns its datagram id.
+    pub fn send(&mut self, path: &str, data: &str) -> String {
+        let (status, body) = self.try_send(path, data);
+        assert_eq!(status, 202, "{body}");
+        accepted_id(&body)
     }
 }
 
