@@ -129,8 +129,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         let attached = Attached {
             id,
             token,
-            keep_alive: false,
-            http10: false,
+            persist: Persist::CLOSE,
             tunnel: id_text,
             cb,
             mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(accepted.deflate))),
@@ -139,13 +138,16 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             .start_websocket(&shard, answer.stream, &accepted, &control, gap)
             .await
     } else if format.is_stream() {
-        let http10 = request.head.version_minor == 0;
-        let keep_alive = !http10 && answer.keep_alive;
+        let http10 = answer.persist.http10;
+        // HTTP/1.0 streams are close-delimited: the connection ends with them.
+        let persist = Persist {
+            keep_alive: !http10 && answer.persist.keep_alive,
+            http10,
+        };
         let attached = Attached {
             id,
             token,
-            keep_alive,
-            http10,
+            persist,
             tunnel: id_text,
             cb,
             mode: Mode::Stream {
@@ -162,8 +164,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         let attached = Attached {
             id,
             token,
-            keep_alive: answer.keep_alive,
-            http10: answer.persist.http10,
+            persist: answer.persist,
             tunnel: id_text,
             cb,
             mode: Mode::Poll {
@@ -192,9 +193,9 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
 pub struct Attached {
     pub(super) id: TunnelId,
     pub(super) token: u64,
-    keep_alive: bool,
-    /// An HTTP/1.0 client (close-delimited streams; keep-alive acknowledged explicitly).
-    http10: bool,
+    /// Whether the connection stays open after the attachment ends, and whether the client
+    /// speaks HTTP/1.0 (close-delimited streams; keep-alive acknowledged explicitly).
+    persist: Persist,
     tunnel: Box<str>,
     cb: Box<str>,
     pub(super) mode: Mode,
@@ -258,8 +259,10 @@ pub fn idle_attached_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usiz
             secret: 0,
         },
         token: 0,
-        keep_alive: true,
-        http10: false,
+        persist: Persist {
+            keep_alive: true,
+            http10: false,
+        },
         tunnel: "".into(),
         cb: "".into(),
         mode: Mode::Poll { jsonp: false },
@@ -277,8 +280,7 @@ pub fn idle_websocket_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usi
             secret: 0,
         },
         token: 0,
-        keep_alive: false,
-        http10: false,
+        persist: Persist::CLOSE,
         tunnel: "".into(),
         cb: "".into(),
         mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(None))),
@@ -349,7 +351,7 @@ impl Attached {
             } else {
                 ResponseBody::CloseDelimited
             },
-            keep_alive: self.keep_alive,
+            keep_alive: self.persist.keep_alive,
             extra: STREAM_HEADERS,
         }
         .write(&mut out);
@@ -531,7 +533,7 @@ impl Attached {
         if *chunked {
             out.put_slice(b"0\r\n\r\n");
         }
-        if send(stream, out).await && self.keep_alive && *chunked {
+        if send(stream, out).await && self.persist.keep_alive && *chunked {
             Next::KeepAlive
         } else {
             Next::Close
@@ -585,15 +587,18 @@ impl Attached {
         let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
         let mut body = BytesMut::new();
         put_poll_answer(&mut body, jsonp, &self.tunnel, messages);
-        let persist = Persist {
-            keep_alive: self.keep_alive,
-            http10: self.http10,
-        };
-        let (content_type, headers) = persist.json_headers(jsonp.is_some());
+        let (content_type, headers) = self.persist.json_headers(jsonp.is_some());
         let mut out = BytesMut::with_capacity(body.len() + 256);
-        write_full(&mut out, 200, content_type, &body, self.keep_alive, headers);
+        write_full(
+            &mut out,
+            200,
+            content_type,
+            &body,
+            self.persist.keep_alive,
+            headers,
+        );
         match send(stream, out).await {
-            true if self.keep_alive => Next::KeepAlive,
+            true if self.persist.keep_alive => Next::KeepAlive,
             _ => Next::Close,
         }
     }

@@ -249,7 +249,6 @@ impl Params<'_> {
 pub struct Answer<'a> {
     pub shard: &'a Rc<Shard>,
     pub stream: &'a mut TcpStream,
-    pub keep_alive: bool,
     pub persist: Persist,
     /// A HEAD request: answers carry no body.
     pub head_only: bool,
@@ -259,7 +258,7 @@ pub struct Answer<'a> {
 
 impl Answer<'_> {
     fn next(&self) -> Next {
-        if self.keep_alive {
+        if self.persist.keep_alive {
             Next::KeepAlive
         } else {
             Next::Close
@@ -356,7 +355,6 @@ async fn route(
     let mut answer = Answer {
         shard,
         stream,
-        keep_alive,
         persist,
         head_only: method == Method::Head,
         cb,
@@ -431,7 +429,7 @@ async fn preflight(answer: &mut Answer<'_>) -> Next {
         status: 204,
         content_type: None,
         body: http1::ResponseBody::None,
-        keep_alive: answer.keep_alive,
+        keep_alive: answer.persist.keep_alive,
         extra: if answer.persist.plain_headers().is_empty() {
             &PREFLIGHT_HEADERS[..PREFLIGHT_HEADERS.len() - 1]
         } else {
