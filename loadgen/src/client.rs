@@ -1,182 +1,235 @@
-//! Client connections over monoio: WebSocket and SSE tunnels that receive datagrams, and keep-alive publishers.
+//! Tunnels over monoio: open one (WebSocket, SSE, NUL or NDJSON stream, or long-poll),
+//! then receive datagrams until the run stops, recording latency and sequence numbers.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
+use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use router::wire::http1::chunked::{ChunkedDecoder, Decoded};
-use router::wire::websocket::decoder::{Decoder, Message, Role};
+use router::wire::websocket::decoder::{Decoder, Message as WsMessage, Role};
 use router::wire::websocket::frame::put_masked_frame;
 use router::wire::websocket::handshake::accept_key;
 use router::wire::websocket::{put_masked_close, Limits, OpCode};
 
-use crate::pacing::Schedule;
+use crate::args::{Peer, Placement, Transport};
+use crate::net::{connect, monotonic_us};
+use crate::peer::{self, Message, Payload, PollAnswer};
 use crate::stats::Latencies;
 use crate::tracker::Tracker;
 
 /// Response head bytes accepted before the connection is given up.
 const HEAD_BYTES_MAX: usize = 16 * 1024;
 const HEADERS_MAX: usize = 32;
+/// A tunnel's first read buffer: small, because idle tunnels hold theirs while waiting.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
+/// Growth step of a read buffer that fills up.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// A datagram (or an SSE event) larger than this fails the tunnel.
+/// A datagram (an SSE event, a long-poll answer) larger than this fails the tunnel.
 const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 
-/// Counters shared by every thread, read by the progress line.
+/// Counters of one worker process, read by its status reports.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub tunnels_open: AtomicU64,
+    /// When the latest tunnel opened (`CLOCK_MONOTONIC` µs).
+    pub last_open_us: AtomicU64,
     pub tunnels_failed: AtomicU64,
     /// Tunnels that were open and then ended before the run did.
     pub tunnels_lost: AtomicU64,
     pub deliveries: AtomicU64,
-    pub publishes_sent: AtomicU64,
-    pub publishes_accepted: AtomicU64,
-    pub publishes_failed: AtomicU64,
 }
 
-/// State shared by every thread for one run.
+/// State shared by the threads of one worker process.
 #[derive(Debug)]
 pub struct Shared {
-    pub target: SocketAddr,
-    pub host: String,
+    pub peer: Peer,
     pub counters: Counters,
-    /// When publishing starts: intended times (`t_us`) are relative to it.
-    pub start: OnceLock<Instant>,
+    /// When publishing starts (`CLOCK_MONOTONIC` µs); 0 until the coordinator says.
+    pub start_us: AtomicU64,
     pub stop: AtomicBool,
-    /// Per path, how many publishes were sent (their seqs are 0..n).
-    pub published_per_path: Vec<AtomicU64>,
+    /// Latencies since the last status report, for the live p99.
+    pub recent: Mutex<Histogram<u64>>,
 }
 
-/// Per-worker receive state, shared by the worker's tunnel tasks.
+/// Per-thread receive state, shared by the thread's tunnel tasks.
 #[derive(Debug, Default)]
-pub struct WorkerState {
+pub struct ThreadState {
     pub latencies: Latencies,
-    /// One tracker per live tunnel of this worker, with its path index.
-    pub trackers: Vec<(usize, Tracker)>,
+    /// One tracker per live tunnel of this thread, with its path index.
+    pub trackers: Vec<(u64, Tracker)>,
+    /// Why tunnels failed or ended early, counted by reason.
+    pub errors: BTreeMap<&'static str, u64>,
+    /// The latest receive time of a delivery (`CLOCK_MONOTONIC` µs).
+    pub last_delivery_us: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Ws,
-    Sse,
-}
-
-/// What a tunnel subscribes to: nothing (idle) or one path, with its tracker slot.
+/// A tunnel's assignment: where it goes and, if live, its tracker.
 #[derive(Debug, Clone, Copy)]
-pub struct Live {
-    pub path: usize,
-    pub slot: usize,
+pub struct Tunnel {
+    pub placement: Placement,
+    /// The slot in `ThreadState::trackers` of a live tunnel.
+    pub slot: Option<usize>,
 }
 
-#[derive(serde::Deserialize)]
-struct Datagram {
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    data: Option<Payload>,
-}
+type Outcome = Result<(), &'static str>;
 
-#[derive(serde::Deserialize)]
-struct Payload {
-    seq: u64,
-    t_us: u64,
-}
-
-/// Opens one tunnel and receives until the connection ends; counts the outcome.
-pub async fn run_tunnel(
-    shared: &Shared,
-    state: Rc<RefCell<WorkerState>>,
-    transport: Transport,
-    live: Option<Live>,
-) {
+/// Opens one tunnel and receives until the connection ends or the run stops; counts the
+/// outcome.
+pub async fn run_tunnel(shared: &Shared, state: Rc<RefCell<ThreadState>>, tunnel: Tunnel) {
     let mut opened = false;
-    let result = tunnel(shared, &state, transport, live, &mut opened).await;
+    let result = open_and_receive(shared, &state, tunnel, &mut opened).await;
+    let counters = &shared.counters;
     if !opened {
-        shared
-            .counters
-            .tunnels_failed
-            .fetch_add(1, Ordering::Relaxed);
-    } else if result.is_err() || !shared.stop.load(Ordering::Relaxed) {
-        shared.counters.tunnels_lost.fetch_add(1, Ordering::Relaxed);
+        counters.tunnels_failed.fetch_add(1, Ordering::Relaxed);
+    } else if !shared.stop.load(Ordering::Relaxed) {
+        counters.tunnels_lost.fetch_add(1, Ordering::Relaxed);
+    } else {
+        return;
+    }
+    let reason = result.err().unwrap_or("ended by the server");
+    *state.borrow_mut().errors.entry(reason).or_default() += 1;
+}
+
+/// Receives one message: records a payload's latency and sequence number.
+struct Receiver<'a> {
+    shared: &'a Shared,
+    state: &'a RefCell<ThreadState>,
+    slot: Option<usize>,
+}
+
+impl Counters {
+    fn opened(&self) {
+        self.tunnels_open.fetch_add(1, Ordering::Relaxed);
+        self.last_open_us
+            .fetch_max(monotonic_us(), Ordering::Relaxed);
     }
 }
 
-async fn tunnel(
+impl Receiver<'_> {
+    fn message(&self, bytes: &[u8]) -> Result<Message, &'static str> {
+        let message = Message::parse(bytes)?;
+        if let Some(payload) = message.payload() {
+            self.deliver(payload);
+        }
+        Ok(message)
+    }
+
+    fn deliver(&self, payload: Payload) {
+        let Some(slot) = self.slot else {
+            return;
+        };
+        let now_us = monotonic_us();
+        let latency_us = now_us.saturating_sub(payload.t_us);
+        let start_us = self.shared.start_us.load(Ordering::Relaxed);
+        let since_start = Duration::from_micros(now_us.saturating_sub(start_us));
+        let mut state = self.state.borrow_mut();
+        state.latencies.record(latency_us, since_start);
+        state.last_delivery_us = state.last_delivery_us.max(now_us);
+        if let Some((_, tracker)) = state.trackers.get_mut(slot) {
+            tracker.observe(payload.seq);
+        }
+        if let Ok(mut recent) = self.shared.recent.lock() {
+            recent.saturating_record(latency_us.max(1));
+        }
+        self.shared
+            .counters
+            .deliveries
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn open_and_receive(
     shared: &Shared,
-    state: &Rc<RefCell<WorkerState>>,
-    transport: Transport,
-    live: Option<Live>,
+    state: &RefCell<ThreadState>,
+    tunnel: Tunnel,
     opened: &mut bool,
-) -> Result<(), &'static str> {
-    let mut stream = TcpStream::connect(shared.target)
+) -> Outcome {
+    let placement = tunnel.placement;
+    let mut stream = connect(placement.target, placement.source)
         .await
         .map_err(|_| "connect failed")?;
-    let _ = stream.set_nodelay(true);
-    let path_query = live.map_or(String::new(), |l| format!("&path=/load/{}", l.path));
+    let host = placement.target.to_string();
     let mut key_bytes = [0u8; 16];
     getrandom::getrandom(&mut key_bytes).map_err(|_| "no randomness")?;
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_bytes);
-    let request = match transport {
-        Transport::Ws => format!(
-            "GET /tunnel?format=ws{path_query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            shared.host
-        ),
-        Transport::Sse => format!(
-            "GET /tunnel?format=sse{path_query} HTTP/1.1\r\nHost: {}\r\n\r\n",
-            shared.host
-        ),
-    };
+    let request = peer::tunnel_request(
+        shared.peer,
+        placement.transport,
+        placement.path,
+        &host,
+        &key,
+    );
     let (result, _) = stream.write_all(request.into_bytes()).await;
     result.map_err(|_| "write failed")?;
 
-    let mut buf = BytesMut::with_capacity(4096);
-    let (status, accept) = read_head(&mut stream, &mut buf).await?;
-    let mut on_datagram = |bytes: &[u8]| -> Result<(), &'static str> {
-        let datagram: Datagram = serde_json::from_slice(bytes).map_err(|_| "bad datagram")?;
-        if datagram.kind.as_deref() == Some("tunnel") && !*opened {
-            *opened = true;
-            shared.counters.tunnels_open.fetch_add(1, Ordering::Relaxed);
-        }
-        if let (Some(payload), Some(live)) = (datagram.data, live) {
-            let now = Instant::now();
-            let start = shared.start.get().copied().unwrap_or(now);
-            let since_start = now.saturating_duration_since(start);
-            let latency_us = u64::try_from(since_start.as_micros())
-                .unwrap_or(u64::MAX)
-                .saturating_sub(payload.t_us);
-            let mut state = state.borrow_mut();
-            state.latencies.record(latency_us, since_start);
-            if let Some((_, tracker)) = state.trackers.get_mut(live.slot) {
-                tracker.observe(payload.seq);
-            }
-            shared.counters.deliveries.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let head = read_head(&mut stream, &mut buf).await?;
+    let receiver = Receiver {
+        shared,
+        state,
+        slot: tunnel.slot,
     };
-    match transport {
-        Transport::Ws => {
-            if status != 101 || accept.as_deref() != Some(accept_key(key.as_bytes()).as_str()) {
-                return Err("handshake refused");
-            }
-            receive_ws(&mut stream, &mut buf, &mut on_datagram).await
+    if placement.transport == Transport::Longpoll {
+        return long_poll(
+            &mut stream,
+            &mut buf,
+            head,
+            &receiver,
+            &host,
+            placement,
+            opened,
+        )
+        .await;
+    }
+    let expected = if placement.transport == Transport::Ws {
+        if head.accept.as_deref() != Some(accept_key(key.as_bytes()).as_str()) {
+            return Err("handshake refused");
         }
-        Transport::Sse => {
-            if status != 200 {
-                return Err("tunnel refused");
-            }
-            receive_sse(&mut stream, &mut buf, &mut on_datagram).await
+        101
+    } else {
+        200
+    };
+    if head.status != expected {
+        return Err("tunnel refused");
+    }
+    *opened = true;
+    shared.counters.opened();
+    if placement.zombie {
+        // Never read again: whatever the server sends piles up in the socket buffers.
+        wait_for_stop(shared).await;
+        return Ok(());
+    }
+    let mut on_message = |bytes: &[u8]| receiver.message(bytes).map(drop);
+    match placement.transport {
+        Transport::Ws => receive_ws(&mut stream, &mut buf, &mut on_message).await,
+        Transport::Sse | Transport::Nul | Transport::Ndjson => {
+            let mut body = if head.chunked {
+                Body::Chunked(ChunkedDecoder::new(usize::MAX))
+            } else {
+                Body::UntilClose
+            };
+            receive_stream(
+                &mut stream,
+                &mut buf,
+                &mut body,
+                placement.transport,
+                &mut on_message,
+            )
+            .await
         }
+        Transport::Longpoll => unreachable!("handled above"),
     }
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, &'static str> {
-    if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
+    if buf.capacity() - buf.len() < READ_BUFFER_BYTES / 2 {
         buf.reserve(READ_CHUNK_BYTES);
     }
     let len = buf.len();
@@ -192,29 +245,49 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, 
     }
 }
 
-/// Reads a response head; returns its status and `Sec-WebSocket-Accept`, and
-/// leaves what follows the head in `buf`.
-async fn read_head(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Result<(u16, Option<String>), &'static str> {
-    loop {
-        let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(buf) {
-            Ok(httparse::Status::Complete(head_len)) => {
-                let status = response.code.unwrap_or(0);
-                let accept = response
+/// What the tunnel needs from a response head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    accept: Option<String>,
+    chunked: bool,
+    content_length: Option<usize>,
+}
+
+/// Parses a response head off the front of `buf`; `Ok(None)` while incomplete.
+fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, &'static str> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(head_len)) => {
+            let header = |name: &str| {
+                response
                     .headers
                     .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
                     .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .map(str::to_owned);
-                buf.advance(head_len);
-                return Ok((status, accept));
-            }
-            Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => {}
-            _ => return Err("bad response head"),
+                    .map(str::trim)
+            };
+            let head = Head {
+                status: response.code.unwrap_or(0),
+                accept: header("sec-websocket-accept").map(str::to_owned),
+                chunked: header("transfer-encoding")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked")),
+                content_length: header("content-length").and_then(|v| v.parse().ok()),
+            };
+            buf.advance(head_len);
+            Ok(Some(head))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => Ok(None),
+        _ => Err("bad response head"),
+    }
+}
+
+/// Reads a response head, leaving what follows it in `buf`.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Head, &'static str> {
+    loop {
+        if let Some(head) = parse_head(buf)? {
+            return Ok(head);
         }
         read_more(stream, buf).await?;
     }
@@ -223,8 +296,8 @@ async fn read_head(
 async fn receive_ws(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    on_datagram: &mut impl FnMut(&[u8]) -> Result<(), &'static str>,
-) -> Result<(), &'static str> {
+    on_message: &mut impl FnMut(&[u8]) -> Outcome,
+) -> Outcome {
     let limits = Limits {
         frame_bytes_max: MESSAGE_BYTES_MAX,
         message_bytes_max: MESSAGE_BYTES_MAX,
@@ -236,15 +309,15 @@ async fn receive_ws(
             .map_err(|_| "websocket protocol error")?
         {
             match message {
-                Message::Text(bytes) => on_datagram(&bytes)?,
-                Message::Binary(_) | Message::Pong(_) => {}
-                Message::Ping(payload) => {
+                WsMessage::Text(bytes) => on_message(&bytes)?,
+                WsMessage::Binary(_) | WsMessage::Pong(_) => {}
+                WsMessage::Ping(payload) => {
                     let mut out = BytesMut::new();
                     put_masked_frame(&mut out, OpCode::Pong, true, false, fresh_mask(), &payload);
                     let (result, _) = stream.write_all(out).await;
                     result.map_err(|_| "write failed")?;
                 }
-                Message::Close(_) => {
+                WsMessage::Close(_) => {
                     let mut out = BytesMut::new();
                     put_masked_close(&mut out, 1000, "", fresh_mask());
                     let _ = stream.write_all(out).await;
@@ -263,148 +336,172 @@ fn fresh_mask() -> [u8; 4] {
     mask
 }
 
-async fn receive_sse(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    on_datagram: &mut impl FnMut(&[u8]) -> Result<(), &'static str>,
-) -> Result<(), &'static str> {
-    let mut chunked = ChunkedDecoder::new(usize::MAX);
-    let mut body = BytesMut::new();
-    loop {
-        let decoded = chunked
-            .decode(buf, &mut body)
-            .map_err(|_| "bad chunked body")?;
-        while let Some(end) = memchr::memmem::find(&body, b"\n\n") {
-            let event = body.split_to(end + 2);
-            for line in event[..].split(|&b| b == b'\n') {
-                if let Some(data) = line.strip_prefix(b"data: ") {
-                    on_datagram(data)?;
+/// How a stream's body is delimited.
+enum Body {
+    Chunked(ChunkedDecoder),
+    /// No length: the body runs until the server closes (Nchan, Pushpin and the baseline
+    /// may answer this way).
+    UntilClose,
+}
+
+impl Body {
+    /// Moves decoded body bytes from `buf` to `out`; `true` once the body has ended.
+    fn decode(&mut self, buf: &mut BytesMut, out: &mut BytesMut) -> Result<bool, &'static str> {
+        match self {
+            Body::Chunked(decoder) => {
+                let decoded = decoder.decode(buf, out).map_err(|_| "bad chunked body")?;
+                Ok(decoded == Decoded::Done)
+            }
+            Body::UntilClose => {
+                out.extend_from_slice(buf);
+                buf.clear();
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Splits complete messages off the front of `body` for a streaming transport and hands
+/// each to `on_message`: SSE `data:` fields of events ended by a blank line, NUL-ended or
+/// newline-ended JSON. Keepalives and comments are skipped.
+fn take_messages(
+    transport: Transport,
+    body: &mut BytesMut,
+    on_message: &mut impl FnMut(&[u8]) -> Outcome,
+) -> Outcome {
+    match transport {
+        Transport::Sse => {
+            while let Some(end) = sse_event_end(body) {
+                let event = body.split_to(end);
+                for line in event[..].split(|&b| b == b'\n') {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if let Some(data) = line.strip_prefix(b"data:") {
+                        let data = data.strip_prefix(b" ").unwrap_or(data);
+                        if !data.is_empty() {
+                            on_message(data)?;
+                        }
+                    }
                 }
             }
         }
-        if body.len() > MESSAGE_BYTES_MAX {
-            return Err("event too large");
+        Transport::Nul | Transport::Ndjson => {
+            let end_byte = if transport == Transport::Nul {
+                0
+            } else {
+                b'\n'
+            };
+            while let Some(end) = memchr::memchr(end_byte, body) {
+                let message = body.split_to(end + 1);
+                let message = &message[..end];
+                if !message.iter().all(u8::is_ascii_whitespace) {
+                    on_message(message)?;
+                }
+            }
         }
-        if decoded == Decoded::Done {
+        Transport::Ws | Transport::Longpoll => unreachable!("not a stream"),
+    }
+    if body.len() > MESSAGE_BYTES_MAX {
+        return Err("message too large");
+    }
+    Ok(())
+}
+
+/// Where the first complete SSE event ends (past its blank line), for `\n` and `\r\n`
+/// line ends alike.
+fn sse_event_end(body: &[u8]) -> Option<usize> {
+    let lf = memchr::memmem::find(body, b"\n\n").map(|i| i + 2);
+    let crlf = memchr::memmem::find(body, b"\n\r\n").map(|i| i + 3);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn receive_stream(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    body_kind: &mut Body,
+    transport: Transport,
+    on_message: &mut impl FnMut(&[u8]) -> Outcome,
+) -> Outcome {
+    let mut body = BytesMut::new();
+    loop {
+        let done = body_kind.decode(buf, &mut body)?;
+        take_messages(transport, &mut body, on_message)?;
+        if done {
             return Err("stream ended");
         }
         read_more(stream, buf).await?;
     }
 }
 
-/// Publishes, over one keep-alive connection, every publish `k` of the
-/// schedule whose path (`k % paths`) is `p` with `p % connections == connection`.
-/// Requests due together are pipelined; the next batch waits for their answers
-/// (latency is measured from the intended time, so that wait is counted).
-pub async fn run_publisher(
-    shared: &Shared,
-    schedule: Schedule,
-    publishes_total: u64,
-    paths: u64,
-    connections: u64,
-    connection: u64,
-) -> Result<(), &'static str> {
-    let mut schedule = schedule;
-    let mut stream = TcpStream::connect(shared.target)
-        .await
-        .map_err(|_| "publisher connect failed")?;
-    let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    let start = schedule.next_intended();
-    while !shared.stop.load(Ordering::Relaxed) {
-        if schedule.taken() >= publishes_total {
-            return Ok(());
-        }
-        let now = Instant::now();
-        let next = schedule.next_intended();
-        if next > now {
-            monoio::time::sleep(next - now).await;
-            continue;
-        }
-        let mut out = Vec::new();
-        let mut outstanding = 0u64;
-        for k in schedule.take_due_within(now, publishes_total) {
-            let path = k % paths;
-            if path % connections != connection {
-                continue;
-            }
-            let seq = k / paths;
-            let t_us = u64::try_from(schedule.intended(k).duration_since(start).as_micros())
-                .unwrap_or(u64::MAX);
-            let body = format!("{{\"seq\":{seq},\"t_us\":{t_us}}}");
-            out.extend_from_slice(
-                format!(
-                    "POST /publish/load/{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-                     Content-Length: {}\r\n\r\n{body}",
-                    shared.host,
-                    body.len()
-                )
-                .as_bytes(),
-            );
-            if let Some(count) = shared.published_per_path.get(path as usize) {
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-            outstanding += 1;
-        }
-        if outstanding == 0 {
-            continue;
-        }
-        shared
-            .counters
-            .publishes_sent
-            .fetch_add(outstanding, Ordering::Relaxed);
-        let (result, _) = stream.write_all(out).await;
-        result.map_err(|_| "publisher write failed")?;
-        while outstanding > 0 {
-            match parse_response(&mut buf)? {
-                Some(status) => {
-                    outstanding -= 1;
-                    let counter = if status == 202 {
-                        &shared.counters.publishes_accepted
-                    } else {
-                        &shared.counters.publishes_failed
-                    };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-                None => {
-                    read_more(&mut stream, &mut buf).await?;
-                }
-            }
-        }
+/// Reads a `Content-Length` body after `head`.
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    head: &Head,
+) -> Result<Bytes, &'static str> {
+    let len = head.content_length.ok_or("answer without Content-Length")?;
+    if len > MESSAGE_BYTES_MAX {
+        return Err("answer too large");
     }
-    Ok(())
+    while buf.len() < len {
+        read_more(stream, buf).await?;
+    }
+    Ok(buf.split_to(len).freeze())
 }
 
-/// Takes one complete response (head and `Content-Length` body) off `buf`;
-/// `Ok(None)` when more bytes are needed.
-fn parse_response(buf: &mut BytesMut) -> Result<Option<u16>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(buf) {
-        Ok(httparse::Status::Complete(head_len)) => {
-            let body_len = response
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok())
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            let status = response.code.unwrap_or(0);
-            if buf.len() < head_len + body_len {
-                return Ok(None);
-            }
-            buf.advance(head_len + body_len);
-            Ok(Some(status))
+/// A router long-poll tunnel: the opening poll, then one poll after each answer, with the
+/// last datagram id so nothing is lost between polls. A zombie stops polling after the
+/// opening answer (the router culls its tunnel after the grace period).
+async fn long_poll(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    first: Head,
+    receiver: &Receiver<'_>,
+    host: &str,
+    placement: Placement,
+    opened: &mut bool,
+) -> Outcome {
+    let mut head = first;
+    let mut tunnel: Option<String> = None;
+    let mut last: Option<String> = None;
+    loop {
+        if head.status != 200 {
+            return Err("poll refused");
         }
-        Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => Ok(None),
-        _ => Err("bad publish response"),
+        let body = read_body(stream, buf, &head).await?;
+        let answer: PollAnswer = serde_json::from_slice(&body).map_err(|_| "bad poll answer")?;
+        if tunnel.is_none() {
+            tunnel = answer.tunnel.clone();
+            if tunnel.is_none() {
+                return Err("poll answer without a tunnel");
+            }
+            *opened = true;
+            receiver.shared.counters.opened();
+        }
+        for raw in &answer.messages {
+            let message = receiver.message(raw.get().as_bytes())?;
+            if message.id.is_some() {
+                last = message.id;
+            }
+        }
+        if placement.zombie || receiver.shared.stop.load(Ordering::Relaxed) {
+            wait_for_stop(receiver.shared).await;
+            return Ok(());
+        }
+        let id = tunnel.as_deref().unwrap_or_default();
+        let request = peer::poll_request(host, id, last.as_deref());
+        let (result, _) = stream.write_all(request.into_bytes()).await;
+        result.map_err(|_| "write failed")?;
+        head = read_head(stream, buf).await?;
     }
 }
 
 /// Sleeps in short steps until `stop` is set.
 pub async fn wait_for_stop(shared: &Shared) {
     while !shared.stop.load(Ordering::Relaxed) {
-        monoio::time::sleep(Duration::from_millis(20)).await;
+        monoio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -412,40 +509,73 @@ pub async fn wait_for_stop(shared: &Shared) {
 mod tests {
     use super::*;
 
+    fn collect(transport: Transport, input: &[u8]) -> (Vec<String>, BytesMut) {
+        let mut body = BytesMut::from(input);
+        let mut seen = Vec::new();
+        take_messages(transport, &mut body, &mut |m: &[u8]| {
+            seen.push(String::from_utf8_lossy(m).into_owned());
+            Ok(())
+        })
+        .expect("well-formed");
+        (seen, body)
+    }
+
     #[test]
-    fn parses_pipelined_responses() {
-        let mut buf = BytesMut::from(
-            &b"HTTP/1.1 202 Accepted\r\nContent-Length: 22\r\n\r\n{\"ok\":true,\"id\":\"1-1\"}\
-HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 2"[..],
+    fn sse_events_of_router_nchan_and_pushpin_split() {
+        let (seen, rest) = collect(
+            Transport::Sse,
+            b":\n\nid: 0-1\ndata: {\"a\":1}\n\nid: 1700000000:0\ndata:{\"b\":2}\r\n\r\ndata: {\"c\"",
         );
-        assert_eq!(parse_response(&mut buf), Ok(Some(202)));
-        assert_eq!(parse_response(&mut buf), Ok(Some(503)));
-        assert_eq!(parse_response(&mut buf), Ok(None));
-        assert_eq!(&buf[..], b"HTTP/1.1 2");
+        assert_eq!(seen, [r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert_eq!(&rest[..], b"data: {\"c\"");
     }
 
     #[test]
-    fn waits_for_the_whole_body() {
-        let mut buf = BytesMut::from(&b"HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nab"[..]);
-        assert_eq!(parse_response(&mut buf), Ok(None));
-        buf.extend_from_slice(b"cde");
-        assert_eq!(parse_response(&mut buf), Ok(Some(202)));
+    fn nul_and_ndjson_messages_split() {
+        let (seen, rest) = collect(Transport::Nul, b"{\"a\":1}\0{\"type\":\"keepalive\"}\0{\"b");
+        assert_eq!(seen, [r#"{"a":1}"#, r#"{"type":"keepalive"}"#]);
+        assert_eq!(&rest[..], b"{\"b");
+        let (seen, rest) = collect(Transport::Ndjson, b"{\"a\":1}\n\n{\"b\":2}\n");
+        assert_eq!(seen, [r#"{"a":1}"#, r#"{"b":2}"#]);
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn an_endless_message_fails_the_tunnel() {
+        let mut body = BytesMut::from(&vec![b'x'; MESSAGE_BYTES_MAX + 1][..]);
+        let result = take_messages(Transport::Ndjson, &mut body, &mut |_: &[u8]| Ok(()));
+        assert_eq!(result, Err("message too large"));
+    }
+
+    #[test]
+    fn heads_tell_chunked_length_and_accept() {
+        let mut buf =
+            BytesMut::from(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello"[..]);
+        let head = parse_head(&mut buf).expect("valid").expect("complete");
+        assert_eq!(
+            (head.status, head.chunked, head.content_length),
+            (200, true, None)
+        );
+        assert_eq!(&buf[..], b"5\r\nhello");
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n"[..]);
+        assert_eq!(parse_head(&mut buf), Ok(None));
+        buf.extend_from_slice(b"Sec-WebSocket-Accept: abc\r\n\r\n");
+        let head = parse_head(&mut buf).expect("valid").expect("complete");
+        assert_eq!(head.content_length, Some(12));
+        assert_eq!(head.accept.as_deref(), Some("abc"));
+        assert_eq!(
+            parse_head(&mut BytesMut::from(&b"garbage\r\n\r\n"[..])),
+            Err("bad response head")
+        );
+    }
+
+    #[test]
+    fn until_close_bodies_pass_through() {
+        let mut body = Body::UntilClose;
+        let mut buf = BytesMut::from(&b"data: x\n\n"[..]);
+        let mut out = BytesMut::new();
+        assert_eq!(body.decode(&mut buf, &mut out), Ok(false));
         assert!(buf.is_empty());
-    }
-
-    #[test]
-    fn datagram_payload_decodes() {
-        let datagram: Datagram = serde_json::from_slice(
-            br#"{"id":"0-1","path":"/load/3","data":{"seq":7,"t_us":1500}}"#,
-        )
-        .expect("valid datagram");
-        let payload = datagram.data.expect("has data");
-        assert_eq!((payload.seq, payload.t_us), (7, 1500));
-        let control: Datagram = serde_json::from_slice(
-            br#"{"type":"tunnel","tunnel":"0-0-ab","new":true,"keepalive_ms":15000}"#,
-        )
-        .expect("valid control datagram");
-        assert_eq!(control.kind.as_deref(), Some("tunnel"));
-        assert!(control.data.is_none());
+        assert_eq!(&out[..], b"data: x\n\n");
     }
 }

@@ -67,6 +67,7 @@ impl Tracker {
 
     /// The counts so far, given that `published` sequence numbers (0..published)
     /// were sent: the ones after the highest received count as gaps too.
+    #[cfg(test)]
     pub fn counts(&self, published: u64) -> SeqCounts {
         let mut counts = self.counts;
         counts.gaps = self.missing.len() as u64
@@ -76,9 +77,72 @@ impl Tracker {
     }
 }
 
+/// The trackers of one path summed, compact enough to send between processes; the gaps
+/// follow once the number of publishes is known.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PathTally {
+    pub trackers: u64,
+    /// Missing numbers below each tracker's highest, summed.
+    pub missing: u64,
+    /// Each tracker's next expected number, summed.
+    pub next_sum: u64,
+    pub received: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+}
+
+impl PathTally {
+    pub fn add_tracker(&mut self, tracker: &Tracker) {
+        self.trackers += 1;
+        self.missing += tracker.missing.len() as u64 + tracker.missing_forgotten;
+        self.next_sum += tracker.next;
+        self.received += tracker.counts.received;
+        self.duplicates += tracker.counts.duplicates;
+        self.out_of_order += tracker.counts.out_of_order;
+    }
+
+    pub fn add(&mut self, other: &PathTally) {
+        self.trackers += other.trackers;
+        self.missing += other.missing;
+        self.next_sum += other.next_sum;
+        self.received += other.received;
+        self.duplicates += other.duplicates;
+        self.out_of_order += other.out_of_order;
+    }
+
+    /// The same counts as summing `Tracker::counts(published)` over the trackers.
+    pub fn counts(&self, published: u64) -> SeqCounts {
+        SeqCounts {
+            received: self.received,
+            gaps: self.missing + (self.trackers * published).saturating_sub(self.next_sum),
+            duplicates: self.duplicates,
+            out_of_order: self.out_of_order,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tally_counts_like_its_trackers() {
+        let seen: [&[u64]; 3] = [&[0, 1, 2, 3], &[0, 2, 1, 1], &[3]];
+        let mut tally = PathTally::default();
+        let mut summed = SeqCounts::default();
+        for seqs in seen {
+            let mut tracker = Tracker::new();
+            seqs.iter().for_each(|s| tracker.observe(*s));
+            summed.add(&tracker.counts(5));
+            let mut one = PathTally::default();
+            one.add_tracker(&tracker);
+            tally.add(&one);
+        }
+        assert_eq!(tally.trackers, 3);
+        assert_eq!(tally.counts(5), summed);
+        // 1 missing at the tail of the first, 2 of the second, 3 + 1 of the third.
+        assert_eq!(summed.gaps, 1 + 2 + 4);
+    }
 
     #[test]
     fn in_order_is_clean() {

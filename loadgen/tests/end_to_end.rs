@@ -1,12 +1,13 @@
-//! loadgen against a real router on an ephemeral loopback port: every publish reaches every
-//! live tunnel once and in order, and the summary says so.
+//! loadgen against real servers on ephemeral loopback ports: every publish reaches every live
+//! tunnel once and in order, and the summary says so exactly.
 
+use std::net::SocketAddr;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use router::config::Config;
 
-fn start_router() -> std::net::SocketAddr {
+fn start_router() -> SocketAddr {
     let args = ["--listen", "127.0.0.1:0", "--shards", "2", "--log", "warn"].map(String::from);
     let server = router::server::start(Config::from_args(args).expect("config")).expect("router");
     let addr = server.addr;
@@ -15,60 +16,155 @@ fn start_router() -> std::net::SocketAddr {
     addr
 }
 
-fn run(transport: &str) -> serde_json::Value {
-    let addr = start_router();
-    let out = std::env::temp_dir().join(format!("loadgen-e2e-{transport}-{}", std::process::id()));
+/// Runs the loadgen binary to completion (bounded) and returns its summary.
+fn run(name: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::env::temp_dir().join(format!("loadgen-e2e-{name}-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(["--target", &addr.to_string(), "--transport", transport])
-        .args(["--live", "20", "--idle", "50", "--paths", "4"])
-        .args(["--rate", "200", "--duration-s", "1"])
+        .args(args)
         .arg("--out")
         .arg(&out)
         .spawn()
         .expect("loadgen runs");
-    // Bounded: the run takes about two seconds.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // Bounded: a run takes a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        if std::time::Instant::now() > deadline {
+        if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("loadgen did not finish within 30 s");
+            panic!("loadgen did not finish within 60 s");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "loadgen exited with {status}");
     let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
-    assert!(out.join("latency.hlog").exists(), "interval log written");
+    let log = std::fs::read_to_string(out.join("latency.hlog")).expect("latency.hlog");
+    assert!(log.contains("#[StartTime: "), "an interval log: {log}");
+    let _ = std::fs::remove_dir_all(&out);
     serde_json::from_str(&summary).expect("summary is JSON")
 }
 
-fn check(summary: &serde_json::Value) {
-    assert_eq!(summary["tunnels_attempted"], 70, "{summary}");
-    assert_eq!(summary["tunnels_open"], 70, "{summary}");
+/// 20 live tunnels over 4 paths, 200 publishes: each tunnel gets its path's 50.
+fn check_clean(summary: &serde_json::Value, tunnels: u64) {
+    assert_eq!(summary["tunnels_attempted"], tunnels, "{summary}");
+    assert_eq!(summary["tunnels_open"], tunnels, "{summary}");
     assert_eq!(summary["tunnels_failed"], 0, "{summary}");
+    assert_eq!(summary["tunnels_lost"], 0, "{summary}");
     assert_eq!(summary["publishes_sent"], 200, "{summary}");
     assert_eq!(summary["publishes_accepted"], 200, "{summary}");
-    // 200 publishes over 4 paths, 20 live tunnels spread over the paths: each tunnel gets the
-    // publishes of its path.
     assert_eq!(summary["deliveries_expected"], 1000, "{summary}");
     assert_eq!(summary["deliveries"], 1000, "{summary}");
     assert_eq!(summary["sequence"]["received"], 1000, "{summary}");
     assert_eq!(summary["sequence"]["gaps"], 0, "{summary}");
     assert_eq!(summary["sequence"]["duplicates"], 0, "{summary}");
     assert_eq!(summary["sequence"]["out_of_order"], 0, "{summary}");
+    assert_eq!(summary["latency_us"]["count"], 1000, "{summary}");
     let p50 = summary["latency_us"]["p50_us"].as_u64().expect("p50");
     let max = summary["latency_us"]["max_us"].as_u64().expect("max");
     assert!(p50 > 0 && p50 <= max, "{summary}");
+    assert!(summary["connect_rate_per_s"].as_f64().expect("rate") > 0.0);
 }
+
+const SCENARIO: [&str; 10] = [
+    "--live",
+    "20",
+    "--idle",
+    "50",
+    "--paths",
+    "4",
+    "--rate",
+    "200",
+    "--duration-s",
+    "1",
+];
 
 #[test]
 fn websocket_run_loses_nothing() {
-    check(&run("ws"));
+    let addr = start_router().to_string();
+    let mut args = vec!["--target", &addr, "--transport", "ws"];
+    args.extend(SCENARIO);
+    check_clean(&run("ws", &args), 70);
 }
 
 #[test]
 fn sse_run_loses_nothing() {
-    check(&run("sse"));
+    let addr = start_router().to_string();
+    let mut args = vec!["--target", &addr, "--transport", "sse"];
+    args.extend(SCENARIO);
+    check_clean(&run("sse", &args), 70);
+}
+
+/// Every transport at once, over two worker processes, two source addresses and two
+/// listening addresses of one router (published to once), with zombies that never read, and
+/// the memory of this test process (which runs the router) sampled.
+#[test]
+fn mixed_transports_over_processes_sources_and_targets_lose_nothing() {
+    let addr = start_router();
+    // The router listens on 127.0.0.1 only; a second target name for the same listener.
+    let targets = format!("{addr},{addr}");
+    let pid = std::process::id().to_string();
+    let mut args = vec!["--target", &targets, "--publish-to"];
+    let publish_to = addr.to_string();
+    args.push(&publish_to);
+    args.extend([
+        "--transport",
+        "ws:2,sse:1,longpoll:1,nul:1,ndjson:1",
+        "--processes",
+        "2",
+        "--sources",
+        "127.0.2.1-127.0.2.2",
+        "--zombie-fraction",
+        "0.5",
+        "--pid",
+        &pid,
+    ]);
+    args.extend(SCENARIO);
+    let summary = run("mix", &args);
+    check_clean(&summary, 70);
+    assert_eq!(summary["processes"], 2, "{summary}");
+    assert_eq!(summary["zombies"], 25, "{summary}");
+    assert_eq!(summary["transport"], "ws:2,sse:1,longpoll:1,nul:1,ndjson:1");
+    let memory = &summary["memory"];
+    assert!(
+        memory["rss_after_bytes"].as_u64().expect("after") > 0,
+        "{summary}"
+    );
+    assert_eq!(
+        memory["pids"][0].as_u64(),
+        Some(u64::from(std::process::id()))
+    );
+}
+
+/// The raw baseline speaks Nchan's conventions; loadgen measures it the same way.
+#[test]
+fn baseline_peer_run_loses_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["baseline", "--listen", &listen])
+        .spawn()
+        .expect("baseline runs");
+    let up = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(Instant::now() < up, "baseline did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for transport in ["sse", "ws"] {
+        let mut args = vec![
+            "--target",
+            &listen,
+            "--peer",
+            "baseline",
+            "--transport",
+            transport,
+        ];
+        args.extend(SCENARIO);
+        check_clean(&run(&format!("baseline-{transport}"), &args), 70);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }

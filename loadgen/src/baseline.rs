@@ -1,0 +1,915 @@
+//! `loadgen baseline`: the raw baseline, a minimal loopback pub/sub server that is the
+//! physical floor a real router is compared with.
+//!
+//! It does as little as possible beyond writing to sockets, but stays correct and lossless:
+//! - blocking std sockets, one thread per connection (`--threads` accept loops share the
+//!   listener);
+//! - `GET /sub/<channel>` answers `101` (WebSocket) or an SSE `200`, registers the socket and
+//!   never reads from it again;
+//! - `POST /pub/<channel>` writes the body, pre-encoded once, to every subscriber of the
+//!   channel with one blocking `write_all` each, then answers `202`. Publishes to one channel
+//!   are serialised by the channel's lock, so every subscriber sees the same order;
+//! - `GET /stats` answers `{"subscribers":N,"published":M}`.
+//!
+//! The connection reader ([`Conn`], [`Head`]) is shared with the GRIP origin (`grip`).
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use router::wire::websocket::handshake::accept_key;
+
+const USAGE: &str = "usage: loadgen baseline --listen IP:PORT [--threads N]";
+
+/// Longest request head we read; longer ones get 400.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// Largest request body; a longer Content-Length gets 413.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+/// How long a request head (or body) may take to arrive.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one write to a subscriber may block before the subscriber is dropped.
+const SUBSCRIBER_WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Listen backlog, as the router uses (std's default of 128 overflows on fast ramps).
+const BACKLOG: libc::c_int = 4096;
+/// Stack of connection threads: they hold little (the buffer is on the heap).
+const CONN_STACK: usize = 128 * 1024;
+/// Most headers a request may carry.
+const MAX_HEADERS: usize = 32;
+
+/// Parses `--listen IP:PORT [--threads N]`, starts the server and serves until killed.
+pub fn run_command(args: &[String]) -> Result<(), String> {
+    let mut listen = None;
+    let mut threads = 1usize;
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        let mut value = || {
+            iter.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--listen" => {
+                let v = value()?;
+                listen = Some(
+                    v.parse::<SocketAddr>()
+                        .map_err(|_| format!("--listen: not IP:PORT: {v:?}"))?,
+                );
+            }
+            "--threads" => {
+                let v = value()?;
+                threads = match v.parse::<usize>() {
+                    Ok(n) if (1..=1024).contains(&n) => n,
+                    _ => return Err(format!("--threads: not a count in 1..=1024: {v:?}")),
+                };
+            }
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let listen = listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?;
+    let addr = start(listen, threads).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    eprintln!("loadgen baseline: listening on {addr} ({threads} accept threads)");
+    park_forever()
+}
+
+/// Blocks the calling thread for good (the servers run until the process is killed).
+pub(crate) fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Binds `listen`, starts `threads` accept loops in the background and returns the bound
+/// address (useful with port 0).
+pub fn start(listen: SocketAddr, threads: usize) -> io::Result<SocketAddr> {
+    let server = Arc::new(Server::default());
+    spawn_accept_loops(listen, threads, "baseline", move |stream| {
+        serve_connection(&server, stream)
+    })
+}
+
+/// Binds `listen` with a large backlog and runs `threads` accept loops, each handing every
+/// connection to `handle` on a thread of its own. Returns the bound address.
+pub(crate) fn spawn_accept_loops<F>(
+    listen: SocketAddr,
+    threads: usize,
+    name: &str,
+    handle: F,
+) -> io::Result<SocketAddr>
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind(listen)?;
+    // Listening again on a listening socket only changes its backlog (Linux).
+    // SAFETY: the fd is a valid, open socket owned by `listener`.
+    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let addr = listener.local_addr()?;
+    let handle = Arc::new(handle);
+    for i in 0..threads.max(1) {
+        let listener = listener.try_clone()?;
+        let handle = handle.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-accept-{i}"))
+            .spawn(move || accept_loop(&listener, handle))?;
+    }
+    Ok(addr)
+}
+
+fn accept_loop<F>(listener: &TcpListener, handle: Arc<F>)
+where
+    F: Fn(TcpStream) + Send + Sync + 'static,
+{
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let handle = handle.clone();
+                let spawned = std::thread::Builder::new()
+                    .stack_size(CONN_STACK)
+                    .spawn(move || handle(stream));
+                if let Err(e) = spawned {
+                    // The stream went with the closure and is closed.
+                    eprintln!("loadgen: cannot start a connection thread: {e}");
+                }
+            }
+            Err(e) => {
+                // Out of descriptors or memory, or the peer left before accept: back off a
+                // little rather than spin.
+                if e.kind() != io::ErrorKind::ConnectionAborted {
+                    eprintln!("loadgen: accept failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+}
+
+/// Shared state: the subscriber registry and the counters behind `/stats`.
+#[derive(Default)]
+struct Server {
+    /// Channel name to its subscribers. The map lock is only held to find or add a channel;
+    /// writes happen under the channel's own lock.
+    channels: RwLock<HashMap<String, Arc<Channel>>>,
+    subscribers: AtomicU64,
+    published: AtomicU64,
+}
+
+/// One channel's subscribers; the lock also serialises publishes to the channel.
+type Channel = Mutex<Vec<Subscriber>>;
+
+struct Subscriber {
+    stream: TcpStream,
+    /// WebSocket frames if true, SSE events otherwise.
+    ws: bool,
+}
+
+/// Locks a mutex, ignoring poisoning (no lock holder can leave the data inconsistent).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Server {
+    fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        let map = self.channels.read().unwrap_or_else(|e| e.into_inner());
+        map.get(name).cloned()
+    }
+
+    fn subscribe(&self, name: &str, subscriber: Subscriber) {
+        let channel = match self.channel(name) {
+            Some(channel) => channel,
+            None => {
+                let mut map = self.channels.write().unwrap_or_else(|e| e.into_inner());
+                map.entry(name.to_owned()).or_default().clone()
+            }
+        };
+        lock(&channel).push(subscriber);
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes the pre-encoded message to every subscriber of `name`, dropping those whose
+    /// write fails or times out. Empty channels stay in the map (channels are few).
+    fn publish(&self, name: &str, message: &Encoded) {
+        if let Some(channel) = self.channel(name) {
+            let mut subscribers = lock(&channel);
+            let before = subscribers.len();
+            subscribers.retain(|s| {
+                let bytes = if s.ws { &message.ws } else { &message.sse };
+                (&s.stream).write_all(bytes).is_ok()
+            });
+            let dropped = before - subscribers.len();
+            if dropped > 0 {
+                self.subscribers
+                    .fetch_sub(dropped as u64, Ordering::Relaxed);
+            }
+        }
+        self.published.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One message in both wire forms, encoded once per publish into reused buffers.
+#[derive(Default)]
+struct Encoded {
+    sse: Vec<u8>,
+    ws: Vec<u8>,
+}
+
+impl Encoded {
+    fn encode(&mut self, body: &[u8]) {
+        encode_sse(body, &mut self.sse);
+        encode_ws_text(body, &mut self.ws);
+    }
+}
+
+/// `data: <line>\n` for each line of `body` (split at CRLF, CR or LF, as SSE parsers do),
+/// then the blank line that ends the event.
+fn encode_sse(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(b"data: ");
+    let mut rest = body;
+    while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(b"\ndata: ");
+        let crlf = rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n');
+        rest = &rest[i + if crlf { 2 } else { 1 }..];
+    }
+    out.extend_from_slice(rest);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// One unmasked, final text frame (RFC 6455 §5.2) carrying `body`.
+fn encode_ws_text(body: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.push(0x81); // FIN + text
+    let len = body.len();
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(len16) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&len16.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(body);
+}
+
+/// Why a connection ends early: answer with a status and close, or just close.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Status(u16),
+    Close,
+}
+
+impl From<io::Error> for Fail {
+    fn from(_: io::Error) -> Self {
+        Fail::Close
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    #[default]
+    Other,
+}
+
+/// The parts of a request head the servers look at. Reused from request to request.
+#[derive(Debug, Default)]
+pub(crate) struct Head {
+    /// Length of the head in the connection buffer.
+    pub len: usize,
+    pub method: Method,
+    /// The path without its query.
+    pub path: String,
+    /// `Content-Length`, if present.
+    pub content_length: Option<usize>,
+    /// A `Transfer-Encoding` header is present (not supported: no chunked bodies).
+    pub transfer_encoding: bool,
+    /// `Upgrade` names `websocket`.
+    pub upgrade_websocket: bool,
+    /// `Sec-WebSocket-Key`, empty if absent.
+    pub ws_key: String,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// The connection stays open after the response.
+    pub keep_alive: bool,
+}
+
+impl Head {
+    /// The request carries a body (or claims to).
+    pub fn has_body(&self) -> bool {
+        self.transfer_encoding || self.content_length.unwrap_or(0) > 0
+    }
+
+    fn fill(&mut self, len: usize, req: &httparse::Request<'_, '_>) -> Result<(), Fail> {
+        self.len = len;
+        self.method = match req.method {
+            Some("GET") => Method::Get,
+            Some("POST") => Method::Post,
+            _ => Method::Other,
+        };
+        let path = req.path.unwrap_or("");
+        let path = path.split('?').next().unwrap_or("");
+        self.path.clear();
+        self.path.push_str(path);
+        self.content_length = None;
+        self.transfer_encoding = false;
+        self.upgrade_websocket = false;
+        self.ws_key.clear();
+        self.expect_continue = false;
+        let http11 = req.version == Some(1);
+        let mut close = false;
+        let mut keep_alive = false;
+        for header in req.headers.iter() {
+            let name = header.name;
+            let value = std::str::from_utf8(header.value).map_err(|_| Fail::Status(400))?;
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = parse_length(value).ok_or(Fail::Status(400))?;
+                if self.content_length.is_some_and(|old| old != n) {
+                    return Err(Fail::Status(400));
+                }
+                self.content_length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                self.transfer_encoding = true;
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                self.upgrade_websocket |= has_token(value, "websocket");
+            } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+                self.ws_key.clear();
+                self.ws_key.push_str(value);
+            } else if name.eq_ignore_ascii_case("expect") {
+                self.expect_continue = value.eq_ignore_ascii_case("100-continue");
+            } else if name.eq_ignore_ascii_case("connection") {
+                close |= has_token(value, "close");
+                keep_alive |= has_token(value, "keep-alive");
+            }
+        }
+        self.keep_alive = if http11 { !close } else { keep_alive && !close };
+        Ok(())
+    }
+}
+
+/// A decimal Content-Length; saturates huge values (they are refused as too large anyway).
+fn parse_length(value: &str) -> Option<usize> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(value.parse::<usize>().unwrap_or(usize::MAX))
+}
+
+/// Whether the comma-separated header `value` holds `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A channel name: `\w+`, 1 to 64 ASCII letters, digits or underscores.
+pub(crate) fn valid_channel(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A connection being read: its socket and a buffer of received, unconsumed bytes.
+/// Pipelined requests are taken off the front of the buffer one by one.
+pub(crate) struct Conn {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    /// Bytes of `buf` holding received data.
+    len: usize,
+    /// Requests fully handled on this connection.
+    served: u64,
+}
+
+impl Conn {
+    /// Wraps an accepted socket: TCP_NODELAY and a read timeout for request heads.
+    pub fn new(stream: TcpStream) -> Conn {
+        // Failing to set these only costs latency or a stuck thread; serve anyway.
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+        Conn {
+            stream,
+            buf: vec![0; MAX_HEAD + MAX_BODY].into_boxed_slice(),
+            len: 0,
+            served: 0,
+        }
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
+
+    /// Reads more bytes into the buffer. A keep-alive connection may sit idle between
+    /// requests for as long as it likes; a request that stalls half-way, or a first
+    /// request that does not come, ends the connection after the read timeout.
+    fn read_more(&mut self) -> Result<usize, Fail> {
+        loop {
+            match self.stream.read(&mut self.buf[self.len..]) {
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && self.len == 0
+                        && self.served > 0 => {}
+                Err(_) => return Err(Fail::Close),
+            }
+        }
+    }
+
+    /// Reads the next request head into `head`. `Ok(false)` when the peer closed the
+    /// connection cleanly between requests.
+    pub fn next_head(&mut self, head: &mut Head) -> Result<bool, Fail> {
+        loop {
+            if self.len > 0 {
+                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut req = httparse::Request::new(&mut headers);
+                match req.parse(&self.buf[..self.len]) {
+                    // A head may arrive whole in one read: still hold it to the bound.
+                    Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => {
+                        return Err(Fail::Status(400))
+                    }
+                    Ok(httparse::Status::Complete(n)) => {
+                        head.fill(n, &req)?;
+                        return Ok(true);
+                    }
+                    Ok(httparse::Status::Partial) if self.len < MAX_HEAD => {}
+                    Ok(httparse::Status::Partial) | Err(_) => return Err(Fail::Status(400)),
+                }
+            }
+            if self.read_more()? == 0 {
+                return if self.len == 0 {
+                    Ok(false)
+                } else {
+                    Err(Fail::Close)
+                };
+            }
+        }
+    }
+
+    /// The body of the request whose head is `head`, read in full. Answers
+    /// `Expect: 100-continue` first if the body has not started arriving.
+    pub fn body(&mut self, head: &Head) -> Result<&[u8], Fail> {
+        let len = head.content_length.unwrap_or(0);
+        if len > MAX_BODY {
+            return Err(Fail::Status(413));
+        }
+        let end = head.len + len;
+        if head.expect_continue && self.len < end && self.len == head.len {
+            self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        while self.len < end {
+            if self.read_more()? == 0 {
+                return Err(Fail::Close);
+            }
+        }
+        Ok(&self.buf[head.len..end])
+    }
+
+    /// Drops the handled request (head and body) from the front of the buffer.
+    pub fn consume(&mut self, head: &Head) {
+        let used = (head.len + head.content_length.unwrap_or(0)).min(self.len);
+        self.buf.copy_within(used..self.len, 0);
+        self.len -= used;
+        self.served += 1;
+    }
+
+    /// Answers `status` and closes: stops writing, then drains what the client still
+    /// sends for a moment, so the close does not reset the connection before the client
+    /// has read the answer.
+    pub fn refuse(mut self, status: u16) {
+        let reason = match status {
+            400 => "Bad Request",
+            404 => "Not Found",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            _ => "Error",
+        };
+        let answer =
+            format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        if self.stream.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut drained = 0;
+        while drained < MAX_HEAD + MAX_BODY {
+            match self.stream.read(&mut self.buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+/// What a request asks for.
+enum Route<'a> {
+    Subscribe(&'a str),
+    Publish(&'a str),
+    Stats,
+    NotFound,
+}
+
+fn route(head: &Head) -> Route<'_> {
+    let path = head.path.as_str();
+    match head.method {
+        Method::Get if path == "/stats" => Route::Stats,
+        Method::Get => match path.strip_prefix("/sub/") {
+            Some(channel) if valid_channel(channel) => Route::Subscribe(channel),
+            _ => Route::NotFound,
+        },
+        Method::Post => match path.strip_prefix("/pub/") {
+            Some(channel) if valid_channel(channel) => Route::Publish(channel),
+            _ => Route::NotFound,
+        },
+        Method::Other => Route::NotFound,
+    }
+}
+
+/// Runs one connection: publishes and stats requests in a keep-alive loop until the client
+/// closes, or one subscription that hands the socket over to the registry.
+fn serve_connection(server: &Server, stream: TcpStream) {
+    let mut conn = Conn::new(stream);
+    let mut head = Head::default();
+    let mut message = Encoded::default();
+    match serve_requests(server, &mut conn, &mut head, &mut message) {
+        Ok(None) | Err(Fail::Close) => {}
+        Ok(Some(ws)) => {
+            let stream = conn.into_stream();
+            // Without the timeout one stuck subscriber could hold its publishers forever.
+            if stream
+                .set_write_timeout(Some(SUBSCRIBER_WRITE_TIMEOUT))
+                .is_ok()
+            {
+                let channel = match route(&head) {
+                    Route::Subscribe(channel) => channel,
+                    _ => return,
+                };
+                server.subscribe(channel, Subscriber { stream, ws });
+            }
+        }
+        Err(Fail::Status(status)) => conn.refuse(status),
+    }
+}
+
+/// Serves requests until the connection closes (`Ok(None)`) or becomes a subscriber of
+/// the channel in `head` (`Ok(Some(ws))`, the response head already written).
+fn serve_requests(
+    server: &Server,
+    conn: &mut Conn,
+    head: &mut Head,
+    message: &mut Encoded,
+) -> Result<Option<bool>, Fail> {
+    while conn.next_head(head)? {
+        match route(head) {
+            Route::Subscribe(_) => {
+                if head.has_body() {
+                    return Err(Fail::Status(400));
+                }
+                if head.upgrade_websocket {
+                    if head.ws_key.is_empty() {
+                        return Err(Fail::Status(400));
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                        accept_key(head.ws_key.as_bytes())
+                    );
+                    conn.stream().write_all(answer.as_bytes())?;
+                    return Ok(Some(true));
+                }
+                conn.stream().write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                      Cache-Control: no-cache\r\n\r\n",
+                )?;
+                return Ok(Some(false));
+            }
+            Route::Publish(channel) => {
+                if head.transfer_encoding || head.content_length.is_none() {
+                    return Err(Fail::Status(411));
+                }
+                message.encode(conn.body(head)?);
+                server.publish(channel, message);
+                conn.consume(head);
+                let answer: &[u8] = if head.keep_alive {
+                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                conn.stream().write_all(answer)?;
+            }
+            Route::Stats => {
+                if head.has_body() {
+                    return Err(Fail::Status(400));
+                }
+                conn.consume(head);
+                let body = format!(
+                    "{{\"subscribers\":{},\"published\":{}}}",
+                    server.subscribers.load(Ordering::Relaxed),
+                    server.published.load(Ordering::Relaxed)
+                );
+                let close = if head.keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                };
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\n{close}\r\n{body}",
+                    body.len()
+                );
+                conn.stream().write_all(answer.as_bytes())?;
+            }
+            Route::NotFound => return Err(Fail::Status(404)),
+        }
+        if !head.keep_alive {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A loopback client with a read timeout, so no test can hang.
+    pub(crate) fn connect(addr: SocketAddr) -> TcpStream {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("read timeout");
+        stream
+    }
+
+    /// Reads one response head (up to and including the blank line) byte by byte, so that
+    /// nothing after it is consumed.
+    pub(crate) fn read_head(stream: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).expect("response head");
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).expect("utf-8 head")
+    }
+
+    /// Reads one response with a Content-Length body; returns the head and the body.
+    pub(crate) fn read_response(stream: &mut TcpStream) -> (String, Vec<u8>) {
+        let head = read_head(stream);
+        let len = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().expect("length"))
+            })
+            .expect("a Content-Length");
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).expect("response body");
+        (head, body)
+    }
+
+    /// Everything the server sends until it closes the connection.
+    fn read_to_close(stream: &mut TcpStream) -> String {
+        let mut all = Vec::new();
+        let _ = stream.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    /// Asserts that nothing more arrives within a short while.
+    pub(crate) fn assert_silent(stream: &mut TcpStream) {
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("read timeout");
+        let mut byte = [0u8; 1];
+        match stream.read(&mut byte) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            other => panic!("expected silence, got {other:?} {byte:?}"),
+        }
+    }
+
+    fn stats(addr: SocketAddr) -> serde_json::Value {
+        let mut stream = connect(addr);
+        stream
+            .write_all(b"GET /stats HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("write");
+        let (head, body) = read_response(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+        serde_json::from_slice(&body).expect("stats json")
+    }
+
+    /// Subscribers are registered just after their response head is written: wait for it.
+    fn wait_for_subscribers(addr: SocketAddr, n: u64) {
+        for _ in 0..500 {
+            if stats(addr)["subscribers"] == n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("never saw {n} subscribers: {}", stats(addr));
+    }
+
+    fn subscribe_sse(addr: SocketAddr, channel: &str) -> TcpStream {
+        let mut stream = connect(addr);
+        write!(stream, "GET /sub/{channel} HTTP/1.1\r\nHost: t\r\n\r\n").expect("write");
+        let head = read_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("Content-Type: text/event-stream\r\n"),
+            "{head}"
+        );
+        stream
+    }
+
+    fn subscribe_ws(addr: SocketAddr, channel: &str) -> TcpStream {
+        let mut stream = connect(addr);
+        write!(
+            stream,
+            "GET /sub/{channel} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .expect("write");
+        let head = read_head(&mut stream);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        // The example of RFC 6455 §1.3.
+        assert!(
+            head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+            "{head}"
+        );
+        stream
+    }
+
+    fn publish_request(channel: &str, body: &[u8]) -> Vec<u8> {
+        let mut request = format!(
+            "POST /pub/{channel} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        request
+    }
+
+    fn read_exactly(stream: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut got = vec![0; len];
+        stream.read_exact(&mut got).expect("subscriber data");
+        got
+    }
+
+    #[test]
+    fn sse_encoding_prefixes_every_line() {
+        let mut out = Vec::new();
+        encode_sse(b"hi", &mut out);
+        assert_eq!(out, b"data: hi\n\n");
+        encode_sse(b"a\nb\r\nc\rd", &mut out);
+        assert_eq!(out, b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+        encode_sse(b"", &mut out);
+        assert_eq!(out, b"data: \n\n");
+    }
+
+    #[test]
+    fn ws_frames_use_the_shortest_length() {
+        let mut out = Vec::new();
+        for (len, header) in [
+            (0usize, vec![0x81, 0]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65535, vec![0x81, 126, 0xff, 0xff]),
+            (65536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let body = vec![b'x'; len];
+            encode_ws_text(&body, &mut out);
+            assert_eq!(&out[..header.len()], &header[..], "length {len}");
+            assert_eq!(&out[header.len()..], &body[..], "length {len}");
+        }
+    }
+
+    #[test]
+    fn channel_names_are_word_characters() {
+        assert!(valid_channel("abc_123"));
+        assert!(valid_channel(&"a".repeat(64)));
+        assert!(!valid_channel(&"a".repeat(65)));
+        assert!(!valid_channel(""));
+        assert!(!valid_channel("a-b"));
+        assert!(!valid_channel("a/b"));
+    }
+
+    #[test]
+    fn delivers_pipelined_publishes_to_sse_and_ws_in_order() {
+        let addr = start("127.0.0.1:0".parse().unwrap(), 2).expect("start");
+        let mut sse = subscribe_sse(addr, "room");
+        let mut ws = subscribe_ws(addr, "room");
+        let mut other = subscribe_sse(addr, "other");
+        wait_for_subscribers(addr, 3);
+
+        // Two publishes in one write; the second is the largest body allowed (64-bit length).
+        let big = vec![b'x'; MAX_BODY];
+        let mut publisher = connect(addr);
+        let mut requests = publish_request("room", b"hello");
+        requests.extend(publish_request("room", &big));
+        publisher.write_all(&requests).expect("publish");
+
+        let mut want_sse = b"data: hello\n\n".to_vec();
+        want_sse.extend_from_slice(b"data: ");
+        want_sse.extend_from_slice(&big);
+        want_sse.extend_from_slice(b"\n\n");
+        assert_eq!(read_exactly(&mut sse, want_sse.len()), want_sse);
+
+        let mut want_ws = vec![0x81, 5];
+        want_ws.extend_from_slice(b"hello");
+        want_ws.extend_from_slice(&[0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]);
+        want_ws.extend_from_slice(&big);
+        assert_eq!(read_exactly(&mut ws, want_ws.len()), want_ws);
+
+        let accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+        let answers = read_exactly(&mut publisher, 2 * accepted.len());
+        assert_eq!(answers, [&accepted[..], &accepted[..]].concat());
+
+        assert_silent(&mut sse);
+        assert_silent(&mut ws);
+        assert_silent(&mut other);
+        assert_silent(&mut publisher);
+        assert_eq!(stats(addr)["published"], 2);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_without_disturbing_others() {
+        let addr = start("127.0.0.1:0".parse().unwrap(), 1).expect("start");
+        let mut sub = subscribe_sse(addr, "ch");
+        wait_for_subscribers(addr, 1);
+
+        let long_header = format!("GET /stats HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(MAX_HEAD));
+        let cases: [(&[u8], &str); 8] = [
+            (b"\x00\x01 garbage\r\n\r\n", "400"),
+            (long_header.as_bytes(), "400"),
+            (b"GET /nope HTTP/1.1\r\n\r\n", "404"),
+            (b"GET /sub/bad-name HTTP/1.1\r\n\r\n", "404"),
+            (b"DELETE /pub/ch HTTP/1.1\r\n\r\n", "404"),
+            (b"POST /pub/ch HTTP/1.1\r\n\r\n", "411"),
+            (
+                b"POST /pub/ch HTTP/1.1\r\nContent-Length: 65537\r\n\r\n",
+                "413",
+            ),
+            (b"GET /sub/ch HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", "400"),
+        ];
+        for (request, status) in cases {
+            let mut client = connect(addr);
+            client.write_all(request).expect("write");
+            let answer = read_to_close(&mut client);
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status} ")),
+                "{:?} got {answer:?}",
+                String::from_utf8_lossy(request)
+            );
+        }
+
+        let mut publisher = connect(addr);
+        publisher
+            .write_all(&publish_request("ch", b"still here"))
+            .expect("publish");
+        let (head, _) = read_response(&mut publisher);
+        assert!(head.starts_with("HTTP/1.1 202 "), "{head}");
+        assert_eq!(read_exactly(&mut sub, 18), b"data: still here\n\n");
+        assert_silent(&mut sub);
+        let stats = stats(addr);
+        assert_eq!(stats["subscribers"], 1);
+        assert_eq!(stats["published"], 1);
+    }
+
+    #[test]
+    fn closed_subscribers_are_dropped_on_publish() {
+        let addr = start("127.0.0.1:0".parse().unwrap(), 1).expect("start");
+        drop(subscribe_ws(addr, "gone"));
+        wait_for_subscribers(addr, 1);
+        let mut publisher = connect(addr);
+        // The first write to a closed peer may still succeed; a later one fails.
+        for _ in 0..100 {
+            publisher
+                .write_all(&publish_request("gone", b"x"))
+                .expect("publish");
+            read_response(&mut publisher);
+            if stats(addr)["subscribers"] == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the closed subscriber was never dropped");
+    }
+}

@@ -1,0 +1,168 @@
+//! `loadgen grip-origin`: a fast GRIP origin for Pushpin (<https://pushpin.org/docs/>).
+//!
+//! `GET /sub/<channel>` answers an empty `200` with `Grip-Hold: stream` and
+//! `Grip-Channel: <channel>`: Pushpin then holds its client's connection open as an SSE
+//! stream and pushes whatever is published to the channel. Everything else gets `404`.
+//! Connections are keep-alive (Pushpin reaches the origin through zurl, which reuses them)
+//! and may pipeline; one thread per connection with blocking I/O.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use crate::baseline::{park_forever, spawn_accept_loops, valid_channel, Conn, Fail, Head, Method};
+
+const USAGE: &str = "usage: loadgen grip-origin --listen IP:PORT";
+
+/// Parses `--listen IP:PORT`, starts the origin and serves until killed.
+pub fn run_command(args: &[String]) -> Result<(), String> {
+    let mut listen = None;
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        match flag.as_str() {
+            "--listen" => {
+                let v = iter
+                    .next()
+                    .ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
+                listen = Some(
+                    v.parse::<SocketAddr>()
+                        .map_err(|_| format!("--listen: not IP:PORT: {v:?}"))?,
+                );
+            }
+            "--help" | "-h" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+        }
+    }
+    let listen = listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?;
+    let addr = start(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    eprintln!("loadgen grip-origin: listening on {addr}");
+    park_forever()
+}
+
+/// Binds `listen`, serves in the background and returns the bound address (useful with
+/// port 0).
+pub fn start(listen: SocketAddr) -> io::Result<SocketAddr> {
+    spawn_accept_loops(listen, 1, "grip", serve_connection)
+}
+
+fn serve_connection(stream: TcpStream) {
+    let mut conn = Conn::new(stream);
+    let mut head = Head::default();
+    let mut answer = Vec::with_capacity(256);
+    match serve_requests(&mut conn, &mut head, &mut answer) {
+        Ok(()) | Err(Fail::Close) => {}
+        Err(Fail::Status(status)) => conn.refuse(status),
+    }
+}
+
+/// Answers requests until the client closes the connection or asks to.
+fn serve_requests(conn: &mut Conn, head: &mut Head, answer: &mut Vec<u8>) -> Result<(), Fail> {
+    while conn.next_head(head)? {
+        // A body cannot be skipped without its length; Content-Length ones are read and
+        // ignored so the next request starts in the right place.
+        if head.transfer_encoding {
+            return Err(Fail::Status(400));
+        }
+        conn.body(head)?;
+        conn.consume(head);
+        answer.clear();
+        let channel = match head.method {
+            Method::Get => head
+                .path
+                .strip_prefix("/sub/")
+                .filter(|channel| valid_channel(channel)),
+            _ => None,
+        };
+        match channel {
+            Some(channel) => write!(
+                answer,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+                 Cache-Control: no-cache\r\nGrip-Hold: stream\r\nGrip-Channel: {channel}\r\n\
+                 Content-Length: 0\r\n"
+            )?,
+            None => answer.extend_from_slice(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"),
+        }
+        if !head.keep_alive {
+            answer.extend_from_slice(b"Connection: close\r\n");
+        }
+        answer.extend_from_slice(b"\r\n");
+        conn.stream().write_all(answer)?;
+        if !head.keep_alive {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::tests::{assert_silent, connect, read_response};
+
+    fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+        head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    fn assert_holds(head: &str, channel: &str) {
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert_eq!(header(head, "Grip-Hold"), Some("stream"), "{head}");
+        assert_eq!(header(head, "Grip-Channel"), Some(channel), "{head}");
+        assert_eq!(
+            header(head, "Content-Type"),
+            Some("text/event-stream"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn holds_subscriptions_and_404s_the_rest_on_one_connection() {
+        let addr = start("127.0.0.1:0".parse().unwrap()).expect("start");
+        let mut client = connect(addr);
+
+        // Two requests one after the other on a keep-alive connection.
+        client
+            .write_all(b"GET /sub/abc HTTP/1.1\r\nHost: origin\r\nGrip-Sig: x\r\n\r\n")
+            .expect("write");
+        let (head, body) = read_response(&mut client);
+        assert_holds(&head, "abc");
+        assert!(body.is_empty());
+        client
+            .write_all(b"GET /elsewhere HTTP/1.1\r\nHost: origin\r\n\r\n")
+            .expect("write");
+        let (head, _) = read_response(&mut client);
+        assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+
+        // Then three pipelined in one write, one of them with a body to skip.
+        client
+            .write_all(
+                b"POST /sub/abc HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz\
+                  GET /sub/a_b HTTP/1.1\r\n\r\n\
+                  GET /sub/bad-name HTTP/1.1\r\n\r\n",
+            )
+            .expect("write");
+        let (head, _) = read_response(&mut client);
+        assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+        let (head, _) = read_response(&mut client);
+        assert_holds(&head, "a_b");
+        let (head, _) = read_response(&mut client);
+        assert!(head.starts_with("HTTP/1.1 404 "), "{head}");
+        assert_silent(&mut client);
+    }
+
+    #[test]
+    fn refuses_garbage_and_keeps_serving() {
+        let addr = start("127.0.0.1:0".parse().unwrap()).expect("start");
+        let mut bad = connect(addr);
+        bad.write_all(b"\x00garbage\r\n\r\n").expect("write");
+        let (head, _) = read_response(&mut bad);
+        assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+
+        let mut good = connect(addr);
+        good.write_all(b"GET /sub/c HTTP/1.1\r\n\r\n")
+            .expect("write");
+        let (head, _) = read_response(&mut good);
+        assert_holds(&head, "c");
+    }
+}
