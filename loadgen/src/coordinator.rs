@@ -33,6 +33,8 @@ struct Environment {
     cpu_model: String,
     cores: u64,
     nofile_limit: u64,
+    /// `net.core.netdev_max_backlog`: loopback packets beyond it are dropped.
+    netdev_max_backlog: u64,
 }
 
 #[derive(serde::Serialize)]
@@ -85,6 +87,9 @@ struct Summary {
     latency_us: Percentiles,
     sequence: SeqCounts,
     memory: Option<Memory>,
+    /// Drops and retransmissions on this machine during the run: non-zero means the
+    /// machine's network stack, not only the target, shaped the latency tail.
+    network: memory::NetCounters,
 }
 
 fn environment(nofile_limit: u64) -> Environment {
@@ -109,7 +114,12 @@ fn environment(nofile_limit: u64) -> Environment {
         })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get() as u64);
+    let netdev_max_backlog = std::fs::read_to_string("/proc/sys/net/core/netdev_max_backlog")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
     Environment {
+        netdev_max_backlog,
         git_revision,
         kernel,
         cpu_model,
@@ -323,6 +333,7 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<String> {
         args.threads
     );
     let before = (!args.pids.is_empty()).then(|| memory::sample(&args.pids));
+    let net_before = memory::NetCounters::read();
 
     let board = Arc::new(Mutex::new(Board {
         statuses: vec![Status::default(); processes as usize],
@@ -528,6 +539,7 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<String> {
         latency_us: percentiles(&total),
         sequence,
         memory,
+        network: memory::NetCounters::read().since(net_before),
     };
     let json = serde_json::to_string_pretty(&summary).map_err(std::io::Error::other)?;
     std::fs::write(args.out.join("summary.json"), json + "\n")?;

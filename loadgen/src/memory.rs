@@ -80,6 +80,56 @@ pub fn sample(roots: &[u32]) -> Sample {
     Sample { pids, bytes }
 }
 
+/// Machine-wide network counters that tell when the machine, not the target, dropped or
+/// delayed packets: loopback traffic goes through the per-CPU backlog
+/// (`net.core.netdev_max_backlog`), and a drop there costs a 200 ms retransmission.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct NetCounters {
+    /// Packets dropped because a CPU's backlog was full (`/proc/net/softnet_stat`).
+    pub softnet_dropped: u64,
+    /// TCP segments retransmitted (`RetransSegs` in `/proc/net/snmp`).
+    pub tcp_retransmitted_segments: u64,
+}
+
+impl NetCounters {
+    pub fn read() -> NetCounters {
+        let softnet_dropped = fs::read_to_string("/proc/net/softnet_stat")
+            .map(|text| {
+                text.lines()
+                    .filter_map(|line| line.split_whitespace().nth(1))
+                    .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+                    .sum()
+            })
+            .unwrap_or(0);
+        let tcp_retransmitted_segments = fs::read_to_string("/proc/net/snmp")
+            .ok()
+            .and_then(|text| snmp_field(&text, "Tcp:", "RetransSegs"))
+            .unwrap_or(0);
+        NetCounters {
+            softnet_dropped,
+            tcp_retransmitted_segments,
+        }
+    }
+
+    pub fn since(self, before: NetCounters) -> NetCounters {
+        NetCounters {
+            softnet_dropped: self.softnet_dropped.saturating_sub(before.softnet_dropped),
+            tcp_retransmitted_segments: self
+                .tcp_retransmitted_segments
+                .saturating_sub(before.tcp_retransmitted_segments),
+        }
+    }
+}
+
+/// A field of `/proc/net/snmp`: a header line and a value line share a prefix.
+fn snmp_field(text: &str, prefix: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(prefix));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +157,15 @@ mod tests {
         assert!(mine.pids.contains(&me));
         // This test process holds at least a few hundred KiB.
         assert!(mine.bytes > 100 * 1024, "{mine:?}");
+    }
+
+    #[test]
+    fn reads_snmp_fields() {
+        let text = "Ip: Forwarding DefaultTTL\nIp: 1 64\nTcp: RtoAlgorithm RtoMin RetransSegs\nTcp: 1 200 13142\n";
+        assert_eq!(snmp_field(text, "Tcp:", "RetransSegs"), Some(13142));
+        assert_eq!(snmp_field(text, "Tcp:", "Nope"), None);
+        let now = NetCounters::read();
+        assert_eq!(now.since(now).softnet_dropped, 0);
     }
 
     #[test]

@@ -162,12 +162,9 @@ async fn read_answers(
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        if outstanding.get() == 0 {
-            if !sending.get() || plan.stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            monoio::time::sleep(Duration::from_millis(1)).await;
-            continue;
+        let finished = || !sending.get() && outstanding.get() == 0;
+        if finished() {
+            return Ok(());
         }
         if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
             buf.reserve(READ_CHUNK_BYTES);
@@ -177,9 +174,10 @@ async fn read_answers(
             std::mem::take(&mut buf),
             len..,
         ));
-        let stopped = async {
-            while !plan.stop.load(Ordering::Relaxed) {
-                monoio::time::sleep(Duration::from_millis(20)).await;
+        // Checked a few times a second: while answers flow, the read wins long before.
+        let ended = async {
+            while !finished() && !plan.stop.load(Ordering::Relaxed) {
+                monoio::time::sleep(Duration::from_millis(50)).await;
             }
         };
         monoio::select! {
@@ -194,7 +192,8 @@ async fn read_answers(
                     Ok(_) => {}
                 }
             }
-            () = stopped => {
+            () = ended => {
+                // Finished, or stopped: what is unanswered by now counts as failed.
                 plan.counters.failed.fetch_add(outstanding.get(), Ordering::Relaxed);
                 outstanding.set(0);
                 return Ok(());
