@@ -284,19 +284,8 @@ fn publisher_thread(plan: Arc<Plan>, args: Args, start: Instant, done: mpsc::Sen
     let mut runtime = crate::worker::build_runtime();
     runtime.block_on(async move {
         let schedule = Schedule::new(args.rate_per_s, start);
-        let mut handles = Vec::new();
-        for (e, endpoint) in args.publish_to.iter().enumerate() {
-            for connection in 0..args.publishers {
-                let (plan, schedule, endpoint) = (plan.clone(), schedule.clone(), *endpoint);
-                handles.push(monoio::spawn(async move {
-                    publisher::run(plan, schedule, endpoint, e == 0, connection).await
-                }));
-            }
-        }
-        for handle in handles {
-            if let Err(err) = handle.await {
-                eprintln!("loadgen: publisher: {err}");
-            }
+        if let Err(err) = publisher::run(plan, schedule, &args.publish_to).await {
+            eprintln!("loadgen: publisher: {err}");
         }
     });
     let _ = done.send(());

@@ -23,6 +23,9 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// router that stops answering must not make loadgen buffer without bound).
 const OUTSTANDING_MAX: u64 = 100_000;
 
+/// Below this, the publisher sleeps with the OS's precise sleep instead of the runtime timer.
+const PRECISE_SLEEP: Duration = Duration::from_millis(2);
+
 #[derive(Debug, Default)]
 pub struct Counters {
     pub sent: AtomicU64,
@@ -48,74 +51,82 @@ pub struct Plan {
     pub stop: AtomicBool,
 }
 
-/// Runs one connection to `endpoint`: it publishes every publish `k` of the schedule whose
-/// path (`k % paths`) is `p` with `p % connections == connection`. Sending and reading
-/// answers are separate tasks, so a slow answer never delays the next publish (open loop;
-/// latency is measured from the intended time anyway). Only the first endpoint's
-/// connections count sequence numbers: every endpoint gets the same publishes.
+/// One keep-alive connection's sending side.
+struct Connection {
+    writer: TcpOwnedWriteHalf,
+    host: String,
+    /// Publishes sent and not yet answered (shared with the reading task).
+    outstanding: Rc<Cell<u64>>,
+    out: Vec<u8>,
+}
+
+/// Publishes the whole schedule over `publishers` connections to each endpoint: publish `k`
+/// goes to path `p = k % paths`, on connection `p % publishers` of every endpoint. One task
+/// sends (it alone sleeps until each publish falls due, so it can sleep precisely); one task
+/// per connection reads the answers, so a slow answer never delays the next publish (open
+/// loop: latency is measured from the intended time anyway).
 pub async fn run(
     plan: Arc<Plan>,
     schedule: Schedule,
-    endpoint: SocketAddr,
-    first_endpoint: bool,
-    connection: u64,
+    endpoints: &[SocketAddr],
 ) -> Result<(), &'static str> {
-    let stream = TcpStream::connect_addr(endpoint)
-        .await
-        .map_err(|_| "publisher connect failed")?;
-    let _ = stream.set_nodelay(true);
-    let (reader, writer) = stream.into_split();
-    let outstanding = Rc::new(Cell::new(0u64));
     let sending = Rc::new(Cell::new(true));
-    let answers = {
-        let (plan, outstanding, sending) = (plan.clone(), outstanding.clone(), sending.clone());
-        monoio::spawn(async move { read_answers(&plan, reader, &outstanding, &sending).await })
-    };
-    let result = send(
-        &plan,
-        schedule,
-        writer,
-        &endpoint.to_string(),
-        first_endpoint,
-        connection,
-        &outstanding,
-    )
-    .await;
+    let mut connections = Vec::new();
+    let mut readers = Vec::new();
+    for endpoint in endpoints {
+        for _ in 0..plan.connections_per_endpoint {
+            let stream = TcpStream::connect_addr(*endpoint)
+                .await
+                .map_err(|_| "publisher connect failed")?;
+            let _ = stream.set_nodelay(true);
+            let (reader, writer) = stream.into_split();
+            let outstanding = Rc::new(Cell::new(0u64));
+            let (plan, o, sending) = (plan.clone(), outstanding.clone(), sending.clone());
+            readers.push(monoio::spawn(async move {
+                read_answers(&plan, reader, &o, &sending).await
+            }));
+            connections.push(Connection {
+                writer,
+                host: endpoint.to_string(),
+                outstanding,
+                out: Vec::new(),
+            });
+        }
+    }
+    let result = send(&plan, schedule, &mut connections).await;
     sending.set(false);
-    let answered = answers.await;
+    let mut answered = Ok(());
+    for reader in readers {
+        answered = answered.and(reader.await);
+    }
     result.and(answered)
 }
 
 async fn send(
     plan: &Plan,
     mut schedule: Schedule,
-    mut writer: TcpOwnedWriteHalf,
-    host: &str,
-    first_endpoint: bool,
-    connection: u64,
-    outstanding: &Cell<u64>,
+    connections: &mut [Connection],
 ) -> Result<(), &'static str> {
     let origin = schedule.intended(0);
-    let connections = plan.connections_per_endpoint;
-    let mut out = Vec::new();
+    let per_endpoint = plan.connections_per_endpoint as usize;
+    let endpoints = connections.len() / per_endpoint;
     while !plan.stop.load(Ordering::Relaxed) && schedule.taken() < plan.total {
         let now = Instant::now();
         let next = schedule.next_intended();
         if next > now {
-            monoio::time::sleep(next - now).await;
+            // The runtime's timer ticks in milliseconds; the last stretch is slept precisely
+            // (blocking this thread, which only publishes), so the tool's own lateness stays
+            // far below the latencies it measures.
+            let wait = next - now;
+            if wait > PRECISE_SLEEP {
+                monoio::time::sleep(wait - PRECISE_SLEEP).await;
+            } else {
+                std::thread::sleep(wait);
+            }
             continue;
         }
-        out.clear();
-        let mut count = 0u64;
         for k in schedule.take_due_within(now, plan.total) {
             let path = k % plan.paths;
-            if path % connections != connection {
-                continue;
-            }
-            if outstanding.get() + count >= OUTSTANDING_MAX {
-                plan.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
             let seq = k / plan.paths;
             let offset_us = u64::try_from(schedule.intended(k).duration_since(origin).as_micros())
                 .unwrap_or(u64::MAX);
@@ -123,22 +134,28 @@ async fn send(
                 "{{\"seq\":{seq},\"t_us\":{}}}",
                 plan.start_us.saturating_add(offset_us)
             );
-            crate::peer::put_publish(&mut out, plan.peer, host, path, &body);
-            if first_endpoint {
-                if let Some(count) = plan.published_per_path.get(path as usize) {
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
+            // Every receiver of the path expects this number, whatever happens to the publish.
+            if let Some(count) = plan.published_per_path.get(path as usize) {
+                count.fetch_add(1, Ordering::Relaxed);
             }
-            count += 1;
+            for e in 0..endpoints {
+                let c = &mut connections
+                    [e * per_endpoint + (path % plan.connections_per_endpoint) as usize];
+                if c.outstanding.get() >= OUTSTANDING_MAX {
+                    plan.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                crate::peer::put_publish(&mut c.out, plan.peer, &c.host, path, &body);
+                c.outstanding.set(c.outstanding.get() + 1);
+                plan.counters.sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        if count == 0 {
-            continue;
+        for c in connections.iter_mut().filter(|c| !c.out.is_empty()) {
+            let (result, mut back) = c.writer.write_all(std::mem::take(&mut c.out)).await;
+            result.map_err(|_| "publisher write failed")?;
+            back.clear();
+            c.out = back;
         }
-        outstanding.set(outstanding.get() + count);
-        plan.counters.sent.fetch_add(count, Ordering::Relaxed);
-        let (result, back) = writer.write_all(std::mem::take(&mut out)).await;
-        out = back;
-        result.map_err(|_| "publisher write failed")?;
     }
     Ok(())
 }
