@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one check: formatting, lints (warnings are errors), every test, and the Autobahn
-# WebSocket conformance cases compared with the expected results.
+# The one check: formatting, lints (warnings are errors), every test, the Autobahn
+# WebSocket conformance cases compared with the expected results, and the latency-regression
+# gate (router against the raw baseline, compared with results/gate/baseline.json).
 # Installs the third-party peers the tests use when they are missing: PyPI `kosoku` (Autobahn
 # cases) and `websockets`, and npm `ws` (scripts/interop).
 set -euo pipefail
@@ -14,5 +15,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
-cargo build --release -p router
+cargo build --release -p router -p loadgen
 python3 scripts/autobahn.py
+python3 scripts/gate.py --rounds 3

@@ -281,13 +281,10 @@ impl Progress {
 }
 
 fn publisher_thread(plan: Arc<Plan>, args: Args, start: Instant, done: mpsc::Sender<()>) {
-    let mut runtime = crate::worker::build_runtime();
-    runtime.block_on(async move {
-        let schedule = Schedule::new(args.rate_per_s, start);
-        if let Err(err) = publisher::run(plan, schedule, &args.publish_to).await {
-            eprintln!("loadgen: publisher: {err}");
-        }
-    });
+    let schedule = Schedule::new(args.rate_per_s, start);
+    if let Err(err) = publisher::run(&plan, schedule, &args.publish_to) {
+        eprintln!("loadgen: publisher: {err}");
+    }
     let _ = done.send(());
 }
 

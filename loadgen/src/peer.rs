@@ -45,22 +45,38 @@ pub fn put_publish(out: &mut Vec<u8>, peer: Peer, host: &str, path: u64, body: &
     let (target, content) = match peer {
         Peer::Router => (format!("/publish/load/{path}"), body.to_owned()),
         Peer::Nchan | Peer::Baseline => (format!("/pub/load{path}"), body.to_owned()),
-        Peer::Pushpin => {
-            // The payload is JSON without quotes to escape except its own; embed it as a
-            // JSON string holding the SSE event.
-            let event = serde_json::to_string(&format!("data: {body}\n\n"))
-                .expect("a string always serializes");
-            (
-                "/publish/".to_owned(),
-                format!(
-                    r#"{{"items":[{{"channel":"load{path}","formats":{{"http-stream":{{"content":{event}}}}}}}]}}"#
-                ),
-            )
-        }
+        Peer::Pushpin => (
+            "/publish/".to_owned(),
+            pushpin_items(&[pushpin_item(path, body)]),
+        ),
     };
     let _ = write!(
         out,
         "POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{content}",
+        content.len()
+    );
+}
+
+/// One item of a Pushpin publish: the SSE event carrying `body` on channel `load<path>`.
+pub fn pushpin_item(path: u64, body: &str) -> String {
+    let event =
+        serde_json::to_string(&format!("data: {body}\n\n")).expect("a string always serializes");
+    format!(r#"{{"channel":"load{path}","formats":{{"http-stream":{{"content":{event}}}}}}}"#)
+}
+
+fn pushpin_items(items: &[String]) -> String {
+    format!(r#"{{"items":[{}]}}"#, items.join(","))
+}
+
+/// Appends one Pushpin publish request carrying several items (Pushpin closes the
+/// connection after each answer, so publishes are batched rather than pipelined).
+pub fn put_pushpin_publish(out: &mut Vec<u8>, host: &str, items: &[String]) {
+    use std::io::Write;
+    let content = pushpin_items(items);
+    let _ = write!(
+        out,
+        "POST /publish/ HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\n\r\n{content}",
         content.len()
     );
@@ -141,6 +157,16 @@ mod tests {
         assert!(head.ends_with(&format!("Content-Length: {}", content.len())));
         let items: serde_json::Value = serde_json::from_str(content).expect("JSON");
         assert_eq!(items["items"][0]["channel"], "load4");
+        let mut batch = Vec::new();
+        put_pushpin_publish(
+            &mut batch,
+            "h:5561",
+            &[pushpin_item(1, body), pushpin_item(2, body)],
+        );
+        let text = String::from_utf8(batch).expect("ascii");
+        let (_, content) = text.split_once("\r\n\r\n").expect("a head");
+        let batch: serde_json::Value = serde_json::from_str(content).expect("JSON");
+        assert_eq!(batch["items"][1]["channel"], "load2");
         assert_eq!(
             items["items"][0]["formats"]["http-stream"]["content"],
             format!("data: {body}\n\n")

@@ -1,17 +1,17 @@
 //! The open-loop publisher: keep-alive connections to each publish endpoint that send every
 //! publish of the schedule when it falls due, pipelined, whatever the answers' pace.
+//!
+//! One plain thread runs it with non-blocking sockets and `ppoll`, whose nanosecond timeout
+//! wakes it when the next publish falls due: an async runtime's millisecond timer would add
+//! up to a millisecond of the tool's own lateness to every measured latency.
 
-use std::cell::Cell;
-use std::net::SocketAddr;
-use std::rc::Rc;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
-use monoio::net::TcpStream;
 
 use crate::args::Peer;
 use crate::pacing::Schedule;
@@ -22,20 +22,19 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Publishes sent but not yet answered on one connection before it stops sending (a
 /// router that stops answering must not make loadgen buffer without bound).
 const OUTSTANDING_MAX: u64 = 100_000;
-
-/// Below this, the publisher sleeps with the OS's precise sleep instead of the runtime timer.
-const PRECISE_SLEEP: Duration = Duration::from_millis(2);
+/// How often the loop looks at `stop` while it only waits for answers.
+const ANSWER_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Default)]
 pub struct Counters {
     pub sent: AtomicU64,
     pub accepted: AtomicU64,
     pub failed: AtomicU64,
-    /// Publishes not sent because a connection had too many unanswered ones.
+    /// Publishes not sent because a connection had too many unanswered ones, or was gone.
     pub skipped: AtomicU64,
 }
 
-/// What every publisher connection shares.
+/// What the publisher is to do, and what it counted.
 #[derive(Debug)]
 pub struct Plan {
     pub peer: Peer,
@@ -51,177 +50,292 @@ pub struct Plan {
     pub stop: AtomicBool,
 }
 
-/// One keep-alive connection's sending side.
+/// One keep-alive connection to a publish endpoint.
 struct Connection {
-    writer: TcpOwnedWriteHalf,
+    stream: TcpStream,
+    endpoint: SocketAddr,
     host: String,
-    /// Publishes sent and not yet answered (shared with the reading task).
-    outstanding: Rc<Cell<u64>>,
+    /// Pushpin: publishes wait here as items and go out as one request when the previous
+    /// one is answered (Pushpin closes the connection after every answer).
+    items: Option<Vec<String>>,
+    /// Publishes in the request on the wire (Pushpin), settled by its one answer.
+    in_flight: u64,
+    /// Requests not yet written.
     out: Vec<u8>,
+    /// Answers read and not yet parsed.
+    buf: BytesMut,
+    outstanding: u64,
+    /// Closed or failed: what it still owed counted as failed, nothing more sent.
+    dead: bool,
+}
+
+impl Connection {
+    fn open(endpoint: SocketAddr, peer: Peer) -> io::Result<Connection> {
+        Ok(Connection {
+            stream: Self::connect(endpoint)?,
+            endpoint,
+            host: endpoint.to_string(),
+            items: (peer == Peer::Pushpin).then(Vec::new),
+            in_flight: 0,
+            out: Vec::new(),
+            buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            outstanding: 0,
+            dead: false,
+        })
+    }
+
+    fn connect(endpoint: SocketAddr) -> io::Result<TcpStream> {
+        let stream = TcpStream::connect_timeout(&endpoint, Duration::from_secs(5))?;
+        stream.set_nodelay(true)?;
+        stream.set_nonblocking(true)?;
+        Ok(stream)
+    }
+
+    /// Adds one publish (already counted as sent and outstanding).
+    fn put(&mut self, peer: Peer, path: u64, body: &str) {
+        match &mut self.items {
+            Some(items) => items.push(crate::peer::pushpin_item(path, body)),
+            None => crate::peer::put_publish(&mut self.out, peer, &self.host, path, body),
+        }
+        self.outstanding += 1;
+    }
+
+    /// Pushpin: sends the waiting items as one request once nothing is on the wire.
+    fn start_batch(&mut self) {
+        if let Some(items) = &mut self.items {
+            if self.in_flight == 0 && !items.is_empty() && !self.dead {
+                crate::peer::put_pushpin_publish(&mut self.out, &self.host, items);
+                self.in_flight = items.len() as u64;
+                items.clear();
+            }
+        }
+    }
+
+    /// The server closes after its answer: a new connection for what comes next. Requests
+    /// pipelined behind the answered one are lost with the old connection.
+    fn reopen(&mut self, counters: &Counters) {
+        let lost = if self.items.is_some() {
+            self.in_flight
+        } else {
+            self.outstanding
+        };
+        counters.failed.fetch_add(lost, Ordering::Relaxed);
+        self.outstanding -= lost;
+        self.in_flight = 0;
+        self.out.clear();
+        self.buf.clear();
+        match Self::connect(self.endpoint) {
+            Ok(stream) => self.stream = stream,
+            Err(e) => self.fail(counters, &format!("reconnect: {e}")),
+        }
+    }
+
+    fn fail(&mut self, counters: &Counters, why: &str) {
+        if !self.dead {
+            eprintln!("loadgen: publisher connection to {}: {why}", self.host);
+        }
+        counters
+            .failed
+            .fetch_add(self.outstanding, Ordering::Relaxed);
+        self.outstanding = 0;
+        self.out.clear();
+        self.dead = true;
+    }
+
+    /// Writes what it can without blocking.
+    fn flush(&mut self, counters: &Counters) {
+        while !self.out.is_empty() && !self.dead {
+            match self.stream.write(&self.out) {
+                Ok(0) => self.fail(counters, "write returned 0"),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.fail(counters, &e.to_string()),
+            }
+        }
+    }
+
+    /// Reads and counts what answers have arrived, without blocking.
+    fn read_answers(&mut self, counters: &Counters) {
+        let mut chunk = [0u8; READ_CHUNK_BYTES];
+        let mut closed = false;
+        while !self.dead {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.fail(counters, &e.to_string()),
+            }
+        }
+        loop {
+            match parse_response(&mut self.buf) {
+                Ok(Some(answer)) => {
+                    // A Pushpin answer settles every item of its request.
+                    let settled = if self.items.is_some() {
+                        std::mem::take(&mut self.in_flight)
+                    } else {
+                        1
+                    };
+                    self.outstanding = self.outstanding.saturating_sub(settled);
+                    let counter = if (200..300).contains(&answer.status) {
+                        &counters.accepted
+                    } else {
+                        &counters.failed
+                    };
+                    counter.fetch_add(settled, Ordering::Relaxed);
+                    if answer.close {
+                        self.reopen(counters);
+                        closed = false;
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(why) => {
+                    self.fail(counters, why);
+                    break;
+                }
+            }
+        }
+        if closed {
+            // Closed without saying so first (an idle keep-alive timing out, say).
+            self.reopen(counters);
+        }
+        self.start_batch();
+        self.flush(counters);
+    }
 }
 
 /// Publishes the whole schedule over `publishers` connections to each endpoint: publish `k`
-/// goes to path `p = k % paths`, on connection `p % publishers` of every endpoint. One task
-/// sends (it alone sleeps until each publish falls due, so it can sleep precisely); one task
-/// per connection reads the answers, so a slow answer never delays the next publish (open
-/// loop: latency is measured from the intended time anyway).
-pub async fn run(
-    plan: Arc<Plan>,
-    schedule: Schedule,
-    endpoints: &[SocketAddr],
-) -> Result<(), &'static str> {
-    let sending = Rc::new(Cell::new(true));
-    let mut connections = Vec::new();
-    let mut readers = Vec::new();
+/// goes to path `p = k % paths`, on connection `p % publishers` of every endpoint. Returns
+/// when every publish is sent and answered, or when `stop` is set (what is unanswered then
+/// counts as failed).
+pub fn run(plan: &Plan, mut schedule: Schedule, endpoints: &[SocketAddr]) -> io::Result<()> {
+    let per_endpoint = plan.connections_per_endpoint as usize;
+    let mut connections = Vec::with_capacity(endpoints.len() * per_endpoint);
     for endpoint in endpoints {
-        for _ in 0..plan.connections_per_endpoint {
-            let stream = TcpStream::connect_addr(*endpoint)
-                .await
-                .map_err(|_| "publisher connect failed")?;
-            let _ = stream.set_nodelay(true);
-            let (reader, writer) = stream.into_split();
-            let outstanding = Rc::new(Cell::new(0u64));
-            let (plan, o, sending) = (plan.clone(), outstanding.clone(), sending.clone());
-            readers.push(monoio::spawn(async move {
-                read_answers(&plan, reader, &o, &sending).await
-            }));
-            connections.push(Connection {
-                writer,
-                host: endpoint.to_string(),
-                outstanding,
-                out: Vec::new(),
-            });
+        for _ in 0..per_endpoint {
+            connections.push(Connection::open(*endpoint, plan.peer).map_err(|e| {
+                io::Error::new(e.kind(), format!("publisher connect to {endpoint}: {e}"))
+            })?);
         }
     }
-    let result = send(&plan, schedule, &mut connections).await;
-    sending.set(false);
-    let mut answered = Ok(());
-    for reader in readers {
-        answered = answered.and(reader.await);
-    }
-    result.and(answered)
-}
-
-async fn send(
-    plan: &Plan,
-    mut schedule: Schedule,
-    connections: &mut [Connection],
-) -> Result<(), &'static str> {
     let origin = schedule.intended(0);
-    let per_endpoint = plan.connections_per_endpoint as usize;
-    let endpoints = connections.len() / per_endpoint;
-    while !plan.stop.load(Ordering::Relaxed) && schedule.taken() < plan.total {
+    let mut fds: Vec<libc::pollfd> = Vec::with_capacity(connections.len());
+    loop {
+        let all_taken = schedule.taken() >= plan.total;
+        let owed = connections
+            .iter()
+            .any(|c| c.outstanding > 0 || !c.out.is_empty());
+        if plan.stop.load(Ordering::Relaxed) || (all_taken && !owed) {
+            break;
+        }
         let now = Instant::now();
-        let next = schedule.next_intended();
-        if next > now {
-            // The runtime's timer ticks in milliseconds; the last stretch is slept precisely
-            // (blocking this thread, which only publishes), so the tool's own lateness stays
-            // far below the latencies it measures.
-            let wait = next - now;
-            if wait > PRECISE_SLEEP {
-                monoio::time::sleep(wait - PRECISE_SLEEP).await;
+        if !all_taken && schedule.next_intended() <= now {
+            for k in schedule.take_due_within(now, plan.total) {
+                let path = k % plan.paths;
+                let seq = k / plan.paths;
+                let offset_us =
+                    u64::try_from(schedule.intended(k).duration_since(origin).as_micros())
+                        .unwrap_or(u64::MAX);
+                let body = format!(
+                    "{{\"seq\":{seq},\"t_us\":{}}}",
+                    plan.start_us.saturating_add(offset_us)
+                );
+                // Every receiver of the path expects this number, whatever becomes of it.
+                if let Some(count) = plan.published_per_path.get(path as usize) {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                let lane = (path % plan.connections_per_endpoint) as usize;
+                for c in connections.iter_mut().skip(lane).step_by(per_endpoint) {
+                    if c.dead || c.outstanding >= OUTSTANDING_MAX {
+                        plan.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    c.put(plan.peer, path, &body);
+                    plan.counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for c in &mut connections {
+                c.start_batch();
+                c.flush(&plan.counters);
+            }
+        }
+        // Sleep until the next publish is due or a socket is ready.
+        let timeout = if schedule.taken() < plan.total {
+            schedule
+                .next_intended()
+                .saturating_duration_since(Instant::now())
+        } else {
+            ANSWER_POLL
+        };
+        fds.clear();
+        fds.extend(connections.iter().map(|c| libc::pollfd {
+            fd: c.stream.as_raw_fd(),
+            events: if c.dead {
+                0
+            } else if c.out.is_empty() {
+                libc::POLLIN
             } else {
-                std::thread::sleep(wait);
+                libc::POLLIN | libc::POLLOUT
+            },
+            revents: 0,
+        }));
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+        };
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds; `ts` outlives the call.
+        let ready = unsafe {
+            libc::ppoll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if ready < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(err);
             }
             continue;
         }
-        for k in schedule.take_due_within(now, plan.total) {
-            let path = k % plan.paths;
-            let seq = k / plan.paths;
-            let offset_us = u64::try_from(schedule.intended(k).duration_since(origin).as_micros())
-                .unwrap_or(u64::MAX);
-            let body = format!(
-                "{{\"seq\":{seq},\"t_us\":{}}}",
-                plan.start_us.saturating_add(offset_us)
-            );
-            // Every receiver of the path expects this number, whatever happens to the publish.
-            if let Some(count) = plan.published_per_path.get(path as usize) {
-                count.fetch_add(1, Ordering::Relaxed);
+        for (c, fd) in connections.iter_mut().zip(&fds) {
+            if fd.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+                c.read_answers(&plan.counters);
             }
-            for e in 0..endpoints {
-                let c = &mut connections
-                    [e * per_endpoint + (path % plan.connections_per_endpoint) as usize];
-                if c.outstanding.get() >= OUTSTANDING_MAX {
-                    plan.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                crate::peer::put_publish(&mut c.out, plan.peer, &c.host, path, &body);
-                c.outstanding.set(c.outstanding.get() + 1);
-                plan.counters.sent.fetch_add(1, Ordering::Relaxed);
+            if fd.revents & libc::POLLOUT != 0 {
+                c.flush(&plan.counters);
             }
         }
-        for c in connections.iter_mut().filter(|c| !c.out.is_empty()) {
-            let (result, mut back) = c.writer.write_all(std::mem::take(&mut c.out)).await;
-            result.map_err(|_| "publisher write failed")?;
-            back.clear();
-            c.out = back;
-        }
+    }
+    // Stopped: what is still unanswered will not be counted as accepted.
+    for c in &mut connections {
+        plan.counters
+            .failed
+            .fetch_add(c.outstanding, Ordering::Relaxed);
+        c.outstanding = 0;
     }
     Ok(())
 }
 
-/// Counts answers until every sent publish is answered and sending has ended, or the run
-/// stops (then what is unanswered counts as failed).
-async fn read_answers(
-    plan: &Plan,
-    mut reader: TcpOwnedReadHalf,
-    outstanding: &Cell<u64>,
-    sending: &Cell<bool>,
-) -> Result<(), &'static str> {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    loop {
-        while let Some(status) = parse_response(&mut buf)? {
-            outstanding.set(outstanding.get().saturating_sub(1));
-            let counter = if (200..300).contains(&status) {
-                &plan.counters.accepted
-            } else {
-                &plan.counters.failed
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        let finished = || !sending.get() && outstanding.get() == 0;
-        if finished() {
-            return Ok(());
-        }
-        if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 4 {
-            buf.reserve(READ_CHUNK_BYTES);
-        }
-        let len = buf.len();
-        let read = reader.read(monoio::buf::IoBufMut::slice_mut(
-            std::mem::take(&mut buf),
-            len..,
-        ));
-        // Checked a few times a second: while answers flow, the read wins long before.
-        let ended = async {
-            while !finished() && !plan.stop.load(Ordering::Relaxed) {
-                monoio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        monoio::select! {
-            (result, slice) = read => {
-                buf = slice.into_inner();
-                match result {
-                    Ok(0) | Err(_) => {
-                        plan.counters.failed.fetch_add(outstanding.get(), Ordering::Relaxed);
-                        outstanding.set(0);
-                        return Err("publisher connection closed");
-                    }
-                    Ok(_) => {}
-                }
-            }
-            () = ended => {
-                // Finished, or stopped: what is unanswered by now counts as failed.
-                plan.counters.failed.fetch_add(outstanding.get(), Ordering::Relaxed);
-                outstanding.set(0);
-                return Ok(());
-            }
-        }
-    }
+/// A publish answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answer {
+    status: u16,
+    /// The server closes the connection after it (`Connection: close`).
+    close: bool,
 }
 
 /// Takes one complete response (head and `Content-Length` body) off `buf`;
 /// `Ok(None)` when more bytes are needed.
-fn parse_response(buf: &mut BytesMut) -> Result<Option<u16>, &'static str> {
+fn parse_response(buf: &mut BytesMut) -> Result<Option<Answer>, &'static str> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(buf) {
@@ -240,12 +354,15 @@ fn parse_response(buf: &mut BytesMut) -> Result<Option<u16>, &'static str> {
             let body_len = header("content-length")
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(0);
-            let status = response.code.unwrap_or(0);
+            let answer = Answer {
+                status: response.code.unwrap_or(0),
+                close: header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")),
+            };
             if buf.len() < head_len + body_len {
                 return Ok(None);
             }
             buf.advance(head_len + body_len);
-            Ok(Some(status))
+            Ok(Some(answer))
         }
         Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => Ok(None),
         _ => Err("bad publish response"),
@@ -262,8 +379,9 @@ mod tests {
             &b"HTTP/1.1 202 Accepted\r\nContent-Length: 22\r\n\r\n{\"ok\":true,\"id\":\"1-1\"}\
 HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 2"[..],
         );
-        assert_eq!(parse_response(&mut buf), Ok(Some(202)));
-        assert_eq!(parse_response(&mut buf), Ok(Some(503)));
+        let status = |buf: &mut BytesMut| parse_response(buf).map(|a| a.map(|a| a.status));
+        assert_eq!(status(&mut buf), Ok(Some(202)));
+        assert_eq!(status(&mut buf), Ok(Some(503)));
         assert_eq!(parse_response(&mut buf), Ok(None));
         assert_eq!(&buf[..], b"HTTP/1.1 2");
     }
@@ -273,7 +391,23 @@ HTTP/1.1 503 Service Unavailable\r\nContent-Length: 2\r\n\r\n{}HTTP/1.1 2"[..],
         let mut buf = BytesMut::from(&b"HTTP/1.1 202 Accepted\r\nContent-Length: 5\r\n\r\nab"[..]);
         assert_eq!(parse_response(&mut buf), Ok(None));
         buf.extend_from_slice(b"cde");
-        assert_eq!(parse_response(&mut buf), Ok(Some(202)));
+        assert_eq!(
+            parse_response(&mut buf),
+            Ok(Some(Answer {
+                status: 202,
+                close: false
+            }))
+        );
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\nPublished\n"[..],
+        );
+        assert_eq!(
+            parse_response(&mut buf),
+            Ok(Some(Answer {
+                status: 200,
+                close: true
+            }))
+        );
         assert!(buf.is_empty());
     }
 }
