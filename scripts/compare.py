@@ -217,6 +217,23 @@ def run_timeout(a, scen, target):
             + (p["live"] + p["idle"]) / slowest)
 
 
+LOG_KEEP_BYTES = 64 * 1024
+
+
+def copy_log(src, dst):
+    """Copies a target's log into the results, keeping only its last LOG_KEEP_BYTES (an
+    overloaded peer can log hundreds of megabytes of the same warning)."""
+    if not os.path.exists(src) or os.path.getsize(src) == 0:
+        return
+    size = os.path.getsize(src)
+    with open(src, "rb") as f, open(dst, "wb") as out:
+        if size > LOG_KEEP_BYTES:
+            f.seek(size - LOG_KEEP_BYTES)
+            f.readline()  # start at a line boundary
+            out.write(f"[{size:,} bytes in all; the last {LOG_KEEP_BYTES // 1024} KiB follow]\n".encode())
+        shutil.copyfileobj(f, out)
+
+
 def run_one(a, scen, transport, target, run_dir, install_errors):
     """Starts the target fresh, runs loadgen against it, stops it. Returns a record."""
     rec = {"scenario": scen["name"], "transport": transport, "target": target, "run_dir": run_dir,
@@ -236,12 +253,12 @@ def run_one(a, scen, transport, target, run_dir, install_errors):
             r = peers.run_loadgen(cmd, run_dir, run_timeout(a, scen, target))
             # The target's own logs, for the record.
             for name in ("router.log", "baseline.log", "error.log", "pushpin.out", "origin.log"):
-                src = os.path.join(tgt.dir, name)
-                if os.path.exists(src) and os.path.getsize(src) > 0:
-                    shutil.copy(src, os.path.join(run_dir, f"target-{name}"))
-            if target == "pushpin" and os.path.isdir(os.path.join(tgt.dir, "log")):
-                shutil.copytree(os.path.join(tgt.dir, "log"), os.path.join(run_dir, "target-logs"),
-                                dirs_exist_ok=True)
+                copy_log(os.path.join(tgt.dir, name), os.path.join(run_dir, f"target-{name}"))
+            log_dir = os.path.join(tgt.dir, "log")
+            if target == "pushpin" and os.path.isdir(log_dir):
+                os.makedirs(os.path.join(run_dir, "target-logs"), exist_ok=True)
+                for name in os.listdir(log_dir):
+                    copy_log(os.path.join(log_dir, name), os.path.join(run_dir, "target-logs", name))
             alive = all(peers.start_time(pid) is not None for pid in tgt.pids()[:1])
     except peers.PeerError as e:
         rec.update(status="failed", error=str(e))
