@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one check: formatting, lints (warnings are errors), every test, the Autobahn
 # WebSocket conformance cases compared with the expected results, and the latency-regression
-# gate (router against the raw baseline, compared with results/gate/baseline.json).
+# gate (router against the raw baseline, compared with results/gate/baseline.json), and a
+# shrunk run of the comparison with Nchan and Pushpin (installed by peers.py when missing).
 # Installs the third-party peers the tests use when they are missing: PyPI `kosoku` (Autobahn
 # cases) and `websockets`, and npm `ws` (scripts/interop).
 set -euo pipefail
@@ -18,3 +19,7 @@ cargo test --workspace
 cargo build --release -p router -p loadgen
 python3 scripts/autobahn.py
 python3 scripts/gate.py --rounds 3
+# The side-by-side comparison, shrunk: every target must produce figures.
+compare_out=$(mktemp -d)
+python3 scripts/compare.py --quick --strict --out "$compare_out"
+rm -rf "$compare_out"

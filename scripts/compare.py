@@ -484,6 +484,8 @@ def main():
     p.add_argument("--scenarios", type=csv(ALL_SCENARIOS), default=",".join(ALL_SCENARIOS),
                    help="scenarios to run")
     p.add_argument("--quick", action="store_true", help="shrink every scenario about 10x (smoke test, not for citing)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any run failed (not only when all did): for CI smoke runs")
     p.add_argument("--router", default="target/release/router", help="router binary (relative: to the repo)")
     p.add_argument("--loadgen", default="target/release/loadgen", help="loadgen binary")
     p.add_argument("--out", help="results folder; by default results/compare/<UTC date> (-2, -3... if taken)")
@@ -568,6 +570,9 @@ def main():
     print(f"compare: report {path}")
     for (name, transport), (svg, err) in plots.items():
         print(f"compare: plot {name} {transport}: {svg or err}")
+    if a.strict and failed:
+        sys.exit(f"compare: --strict: {len(failed)} run(s) failed: "
+                 + ", ".join(f"{r['scenario']}/{r['transport']}/{r['target']}" for r in failed))
     sys.exit(1 if records and len(failed) == len(records) else 0)
 
 

@@ -245,6 +245,7 @@ pub fn percentile_svg(title: &str, series: &[Series]) -> String {
     let x_of = |decades: f64| PLOT_LEFT + decades / f64::from(nines) * (PLOT_RIGHT - PLOT_LEFT);
 
     let height = LEGEND_TOP + LEGEND_ROW * series.len().max(1) as f64 + 10.0;
+    let title_text = title;
     let title = escape_xml(title);
     let mut svg = String::new();
     // `write!` into a String cannot fail; the results are ignored throughout.
@@ -257,9 +258,13 @@ pub fn percentile_svg(title: &str, series: &[Series]) -> String {
         svg,
         r#"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>"#
     );
+    // A long title gets a smaller font rather than running off the picture (bold
+    // Helvetica averages about 0.6 em per character).
+    let title_chars = title_text.chars().count().max(1) as f64;
+    let title_size = (18.0f64).min((WIDTH - 40.0) / (0.6 * title_chars)).max(9.0);
     let _ = writeln!(
         svg,
-        r#"<text x="{}" y="32" font-size="18" font-weight="bold" text-anchor="middle">{title}</text>"#,
+        r#"<text x="{}" y="32" font-size="{title_size:.1}" font-weight="bold" text-anchor="middle">{title}</text>"#,
         WIDTH / 2.0
     );
 

@@ -373,6 +373,144 @@ fn parse_response(buf: &mut BytesMut) -> Result<Option<Answer>, &'static str> {
 mod tests {
     use super::*;
 
+    /// A publish endpoint on an ephemeral port that answers every request with `answer`; with
+    /// `close_after_answer` it closes each connection after one answer, as Pushpin does.
+    /// Returns its address and a channel of the request bodies it received.
+    fn fake_endpoint(
+        answer: &'static str,
+        close_after_answer: bool,
+    ) -> (SocketAddr, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut buf = BytesMut::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: head, then Content-Length bytes of body.
+                        let mut headers = [httparse::EMPTY_HEADER; 16];
+                        let mut request = httparse::Request::new(&mut headers);
+                        if let Ok(httparse::Status::Complete(head)) = request.parse(&buf) {
+                            let len: usize = request
+                                .headers
+                                .iter()
+                                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                                .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() >= head + len {
+                                let body = String::from_utf8_lossy(&buf[head..head + len]).into();
+                                buf.advance(head + len);
+                                let _ = tx.send(body);
+                                if conn.write_all(answer.as_bytes()).is_err() || close_after_answer
+                                {
+                                    return;
+                                }
+                                continue;
+                            }
+                        }
+                        match conn.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        (addr, rx)
+    }
+
+    fn plan(peer: Peer, paths: u64, total: u64) -> Plan {
+        Plan {
+            peer,
+            paths,
+            total,
+            start_us: 1_000,
+            connections_per_endpoint: 1,
+            counters: Counters::default(),
+            published_per_path: (0..paths).map(|_| AtomicU64::new(0)).collect(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn pushpin_publishes_are_batched_one_request_per_connection() {
+        let (addr, bodies) = fake_endpoint(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 10\r\n\r\nPublished\n",
+            true,
+        );
+        let plan = plan(Peer::Pushpin, 3, 300);
+        run(&plan, Schedule::new(3000.0, Instant::now()), &[addr]).expect("runs");
+        assert_eq!(plan.counters.sent.load(Ordering::Relaxed), 300);
+        assert_eq!(plan.counters.accepted.load(Ordering::Relaxed), 300);
+        assert_eq!(plan.counters.failed.load(Ordering::Relaxed), 0);
+        // Every publish arrived once, as an item, over several requests.
+        let mut items = Vec::new();
+        let mut requests = 0;
+        while let Ok(body) = bodies.try_recv() {
+            requests += 1;
+            let value: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+            for item in value["items"].as_array().expect("items") {
+                let content = item["formats"]["http-stream"]["content"]
+                    .as_str()
+                    .expect("content");
+                let payload: serde_json::Value =
+                    serde_json::from_str(content.trim_start_matches("data: ").trim())
+                        .expect("payload");
+                items.push((
+                    item["channel"].as_str().expect("channel").to_owned(),
+                    payload["seq"].as_u64(),
+                ));
+            }
+        }
+        assert_eq!(items.len(), 300, "{requests} requests");
+        assert!(
+            requests < 300,
+            "batched: {requests} requests for 300 publishes"
+        );
+        for path in 0..3u64 {
+            let seqs: Vec<Option<u64>> = items
+                .iter()
+                .filter(|(channel, _)| *channel == format!("load{path}"))
+                .map(|(_, seq)| *seq)
+                .collect();
+            assert_eq!(
+                seqs,
+                (0..100).map(Some).collect::<Vec<_>>(),
+                "path {path} in order"
+            );
+        }
+    }
+
+    #[test]
+    fn pipelined_publishes_are_all_answered_and_refusals_counted() {
+        let (ok, ok_bodies) = fake_endpoint(
+            "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}",
+            false,
+        );
+        let (busy, _) = fake_endpoint(
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+            false,
+        );
+        let plan = plan(Peer::Router, 2, 200);
+        run(&plan, Schedule::new(2000.0, Instant::now()), &[ok, busy]).expect("runs");
+        // Every publish goes to both endpoints; sequence numbers are counted once.
+        assert_eq!(plan.counters.sent.load(Ordering::Relaxed), 400);
+        assert_eq!(plan.counters.accepted.load(Ordering::Relaxed), 200);
+        assert_eq!(plan.counters.failed.load(Ordering::Relaxed), 200);
+        let published: u64 = plan
+            .published_per_path
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum();
+        assert_eq!(published, 200);
+        assert_eq!(ok_bodies.try_iter().count(), 200);
+    }
+
     #[test]
     fn parses_pipelined_responses() {
         let mut buf = BytesMut::from(
