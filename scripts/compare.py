@@ -196,8 +196,8 @@ def loadgen_cmd(a, scen, transport, target, tgt=None, run_dir=None):
         addr, pub, pids, out = "<target>", "<publish>", "<pids>", "<run folder>"
     else:
         addr, pub = f"127.0.0.1:{tgt.port}", f"127.0.0.1:{tgt.publish_port}"
-        pids, out = ",".join(str(x) for x in tgt.pids()), run_dir
-    cmd = [a.loadgen if tgt is not None else "loadgen", "--target", addr, "--publish-to", pub,
+        pids, out = ",".join(str(x) for x in tgt.pids()), peers.relative(run_dir)
+    cmd = [peers.relative(a.loadgen) if tgt is not None else "loadgen", "--target", addr, "--publish-to", pub,
            "--peer", target if tgt is not None else "<peer>", "--transport", transport,
            "--live", str(p["live"]), "--idle", str(p["idle"]), "--paths", str(p["paths"]),
            "--rate", str(p["rate"]), "--duration-s", str(p["duration_s"]),
@@ -222,16 +222,20 @@ LOG_KEEP_BYTES = 64 * 1024
 
 def copy_log(src, dst):
     """Copies a target's log into the results, keeping only its last LOG_KEEP_BYTES (an
-    overloaded peer can log hundreds of megabytes of the same warning)."""
+    overloaded peer can log hundreds of megabytes of the same warning), scrubbed of this
+    machine's folders."""
     if not os.path.exists(src) or os.path.getsize(src) == 0:
         return
     size = os.path.getsize(src)
-    with open(src, "rb") as f, open(dst, "wb") as out:
+    with open(src, "rb") as f:
+        head = ""
         if size > LOG_KEEP_BYTES:
             f.seek(size - LOG_KEEP_BYTES)
             f.readline()  # start at a line boundary
-            out.write(f"[{size:,} bytes in all; the last {LOG_KEEP_BYTES // 1024} KiB follow]\n".encode())
-        shutil.copyfileobj(f, out)
+            head = f"[{size:,} bytes in all; the last {LOG_KEEP_BYTES // 1024} KiB follow]\n"
+        text = f.read().decode("utf-8", errors="replace")
+    with open(dst, "w") as out:
+        out.write(head + peers.scrub(text))
 
 
 def run_one(a, scen, transport, target, run_dir, install_errors):
@@ -438,13 +442,13 @@ def write_report(a, out_dir, scens, records, plots, install_errors, started_utc,
                  f"{'—' if r['rc'] is None else r['rc']} | {r['wall_s'] or '—'} | {os.path.relpath(r['run_dir'], out_dir)} |")
     path = os.path.join(out_dir, "comparison.md")
     with open(path, "w") as f:
-        f.write("\n".join(L) + "\n")
+        f.write(peers.scrub("\n".join(L) + "\n"))
     with open(os.path.join(out_dir, "comparison.json"), "w") as f:
-        json.dump({"command": " ".join(sys.argv), "started_utc": started_utc.isoformat(), "environment": env,
-                   "scenarios": [{k: v for k, v in s.items() if k != "metrics"} for s in scens],
-                   "install_errors": install_errors,
-                   "runs": [{k: v for k, v in r.items()} for r in records]}, f, indent=1, default=str)
-        f.write("\n")
+        f.write(peers.scrub(json.dumps(
+            {"command": " ".join(sys.argv), "started_utc": started_utc.isoformat(), "environment": env,
+             "scenarios": [{k: v for k, v in s.items() if k != "metrics"} for s in scens],
+             "install_errors": install_errors,
+             "runs": [{k: v for k, v in r.items()} for r in records]}, indent=1, default=str)) + "\n")
     return path
 
 

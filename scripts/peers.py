@@ -49,6 +49,22 @@ def repo_path(path):
     return path if os.path.isabs(path) else os.path.join(ROOT, path)
 
 
+def relative(path):
+    """`path` relative to the repository root when it lies inside it (results record commands,
+    and a machine's own folders have no place in them)."""
+    path = os.path.abspath(path)
+    return os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
+
+
+TEMP_DIR = re.compile(re.escape(tempfile.gettempdir()) + r"/peer-[A-Za-z]+-[A-Za-z0-9_]+")
+
+
+def scrub(text):
+    """Text for the results: the repository root dropped, a peer's private temporary folder
+    written as $DIR."""
+    return TEMP_DIR.sub("$DIR", text.replace(ROOT + os.sep, ""))
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -593,12 +609,14 @@ def run_loadgen(cmd, run_dir, timeout_s, tail_lines=20):
     import json
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "command.txt"), "a") as f:
-        f.write(" ".join(cmd) + "\n")
+        f.write(scrub(" ".join(cmd)) + "\n")
     log_path = os.path.join(run_dir, "loadgen.log")
     started = time.monotonic()
     with open(log_path, "wb") as log:
+        # From the repository root, so relative paths in `cmd` (and in what loadgen records of
+        # its command line) need no machine-specific prefix.
         p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             start_new_session=True)
+                             start_new_session=True, cwd=ROOT)
     timed_out = False
     try:
         p.wait(timeout=timeout_s)
