@@ -21,12 +21,10 @@ use router::wire::websocket::{put_masked_close, Limits, OpCode};
 use crate::args::{Peer, Placement, Transport};
 use crate::net::{connect, monotonic_us};
 use crate::peer::{self, Message, Payload, PollAnswer};
+use crate::response::{peek_head, Head};
 use crate::stats::Latencies;
 use crate::tracker::Tracker;
 
-/// Response head bytes accepted before the connection is given up.
-const HEAD_BYTES_MAX: usize = 16 * 1024;
-const HEADERS_MAX: usize = 32;
 /// A tunnel's first read buffer: small, because idle tunnels hold theirs while waiting.
 const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Growth step of a read buffer that fills up.
@@ -245,42 +243,13 @@ async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<usize, 
     }
 }
 
-/// What the tunnel needs from a response head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Head {
-    status: u16,
-    accept: Option<String>,
-    chunked: bool,
-    content_length: Option<usize>,
-}
-
 /// Parses a response head off the front of `buf`; `Ok(None)` while incomplete.
 fn parse_head(buf: &mut BytesMut) -> Result<Option<Head>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(buf) {
-        Ok(httparse::Status::Complete(head_len)) => {
-            let header = |name: &str| {
-                response
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .map(str::trim)
-            };
-            let head = Head {
-                status: response.code.unwrap_or(0),
-                accept: header("sec-websocket-accept").map(str::to_owned),
-                chunked: header("transfer-encoding")
-                    .is_some_and(|v| v.eq_ignore_ascii_case("chunked")),
-                content_length: header("content-length").and_then(|v| v.parse().ok()),
-            };
-            buf.advance(head_len);
-            Ok(Some(head))
-        }
-        Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => Ok(None),
-        _ => Err("bad response head"),
+    let head = peek_head(buf)?;
+    if let Some(head) = &head {
+        buf.advance(head.len);
     }
+    Ok(head)
 }
 
 /// Reads a response head, leaving what follows it in `buf`.

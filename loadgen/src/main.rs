@@ -7,6 +7,7 @@
 //! - `worker`: a worker process: its tunnels, its reports to the coordinator.
 //! - `client`: one tunnel over WebSocket, SSE, NUL, NDJSON or long-poll (monoio).
 //! - `publisher`: open-loop publishes over pipelined keep-alive connections.
+//! - `response`: HTTP response heads, for the tunnels and the publisher.
 //! - `peer`: each target's URLs and message shapes (router, Nchan, Pushpin, baseline).
 //! - `pacing`: the open-loop schedule (intended send times).
 //! - `tracker`: per-receiver sequence tracking (gaps, duplicates, out of order).
@@ -28,6 +29,7 @@ mod pacing;
 mod peer;
 mod plot;
 mod publisher;
+mod response;
 mod stats;
 mod tracker;
 mod worker;

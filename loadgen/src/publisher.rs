@@ -15,9 +15,8 @@ use bytes::{Buf, BytesMut};
 
 use crate::args::Peer;
 use crate::pacing::Schedule;
+use crate::response::peek_head;
 
-const HEAD_BYTES_MAX: usize = 16 * 1024;
-const HEADERS_MAX: usize = 32;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// Publishes sent but not yet answered on one connection before it stops sending (a
 /// router that stops answering must not make loadgen buffer without bound).
@@ -336,37 +335,21 @@ struct Answer {
 /// Takes one complete response (head and `Content-Length` body) off `buf`;
 /// `Ok(None)` when more bytes are needed.
 fn parse_response(buf: &mut BytesMut) -> Result<Option<Answer>, &'static str> {
-    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
-    let mut response = httparse::Response::new(&mut headers);
-    match response.parse(buf) {
-        Ok(httparse::Status::Complete(head_len)) => {
-            let header = |name: &str| {
-                response
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .and_then(|h| std::str::from_utf8(h.value).ok())
-                    .map(str::trim)
-            };
-            if header("transfer-encoding").is_some() {
-                return Err("chunked publish answers are not supported");
-            }
-            let body_len = header("content-length")
-                .and_then(|v| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            let answer = Answer {
-                status: response.code.unwrap_or(0),
-                close: header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")),
-            };
-            if buf.len() < head_len + body_len {
-                return Ok(None);
-            }
-            buf.advance(head_len + body_len);
-            Ok(Some(answer))
-        }
-        Ok(httparse::Status::Partial) if buf.len() < HEAD_BYTES_MAX => Ok(None),
-        _ => Err("bad publish response"),
+    let Some(head) = peek_head(buf).map_err(|_| "bad publish response")? else {
+        return Ok(None);
+    };
+    if head.transfer_encoding {
+        return Err("chunked publish answers are not supported");
     }
+    let end = head.len + head.content_length.unwrap_or(0);
+    if buf.len() < end {
+        return Ok(None);
+    }
+    buf.advance(end);
+    Ok(Some(Answer {
+        status: head.status,
+        close: head.close,
+    }))
 }
 
 #[cfg(test)]
