@@ -12,29 +12,18 @@ percentile plot to --out, and prints loadgen's one-line summary.
     python3 scripts/capacity.py --tunnels 200000 --live 2000 --out results/capacity/200k
 """
 import argparse
+import contextlib
 import json
 import math
 import os
 import resource
-import socket
 import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ROUTER = os.path.join(ROOT, "target", "release", "router")
-LOADGEN = os.path.join(ROOT, "target", "release", "loadgen")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402
 
-
-def wait_listening(port, deadline_s=10.0):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"router on port {port} did not start within {deadline_s} s")
+LOADGEN = os.path.join(peers.ROOT, "target", "release", "loadgen")
 
 
 def main():
@@ -57,9 +46,8 @@ def main():
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
-    for binary in (ROUTER, LOADGEN):
-        if not os.access(binary, os.X_OK):
-            sys.exit(f"capacity: {binary} is missing; run `cargo build --release` first")
+    if not os.access(LOADGEN, os.X_OK):
+        sys.exit(f"capacity: {LOADGEN} is missing; run `cargo build --release` first")
     if not 0 < args.live <= args.tunnels:
         sys.exit("capacity: --live must be 1..=--tunnels")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -69,15 +57,13 @@ def main():
     routers = max(1, math.ceil(args.tunnels / args.per_router))
     ports = [args.base_port + i for i in range(routers)]
     os.makedirs(args.out, exist_ok=True)
-    procs = []
-    try:
-        for port in ports:
-            procs.append(subprocess.Popen(
-                [ROUTER, "--listen", f"127.0.0.1:{port}", "--shards", str(args.shards),
-                 "--log", "warn"],
-                stdout=subprocess.DEVNULL))
-        for port in ports:
-            wait_listening(port)
+    with contextlib.ExitStack() as stack:
+        try:
+            routers_up = [stack.enter_context(peers.Router(port=port, shards=args.shards))
+                          for port in ports]
+        except peers.PeerError as e:
+            sys.exit(f"capacity: {e}")
+        pids = [pid for r in routers_up for pid in r.pids()]
         targets = ",".join(f"127.0.0.1:{p}" for p in ports)
         command = [
             LOADGEN, "--target", targets, "--transport", args.transport,
@@ -86,7 +72,7 @@ def main():
             "--paths", str(args.paths), "--rate", str(args.rate),
             "--duration-s", str(args.duration_s), "--ramp-per-s", str(args.ramp_per_s),
             "--sources", args.sources, "--label", f"router x{routers}",
-            "--pid", ",".join(str(p.pid) for p in procs), "--out", args.out,
+            "--pid", ",".join(map(str, pids)), "--out", args.out,
         ]
         print(f"capacity: {routers} router process(es) on ports {ports[0]}..{ports[-1]}",
               file=sys.stderr)
@@ -96,9 +82,9 @@ def main():
         run = subprocess.run(command, timeout=budget)
         if run.returncode != 0:
             sys.exit(f"capacity: loadgen failed with status {run.returncode}")
-        for proc in procs:
-            if proc.poll() is not None:
-                sys.exit(f"capacity: router {proc.pid} exited during the run ({proc.returncode})")
+        gone = [pid for pid in pids if peers.start_time(pid) is None]
+        if gone:
+            sys.exit(f"capacity: router process(es) {gone} exited during the run")
         subprocess.run([LOADGEN, "plot", "--out", os.path.join(args.out, "latency.svg"),
                         "--title", f"{args.tunnels} tunnels, {args.live} live",
                         f"router={args.out}"], check=True)
@@ -108,16 +94,6 @@ def main():
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
 
 if __name__ == "__main__":
     main()

@@ -278,56 +278,62 @@ class Target:
         return f"{self.name} on 127.0.0.1:{self.port}"
 
 
-class Router(Target):
-    """Our router: `router --listen 127.0.0.1:P --shards 2 --log warn [extra...]`."""
-    name = "router"
+class OwnBinary(Target):
+    """A target that is one process of a binary this repository builds (the router, the
+    baseline): `args()` gives its arguments, `package` the cargo package that builds it."""
+    package = ""
 
-    def __init__(self, binary="target/release/router", port=None, shards=2, extra_args=(), **kw):
+    def __init__(self, binary, port=None, extra_args=(), **kw):
         super().__init__(port, **kw)
         self.binary = repo_path(binary)
-        self.shards = shards
         self.extra_args = list(extra_args)
+
+    def args(self):
+        raise NotImplementedError
 
     def start(self):
         if not os.access(self.binary, os.X_OK):
-            raise PeerError(f"router: {self.binary} is missing: run `cargo build --release -p router`")
-        ensure_port_free(self.port, "router")
-        cmd = [self.binary, "--listen", f"127.0.0.1:{self.port}", "--shards", str(self.shards),
-               "--log", "warn"] + self.extra_args
+            raise PeerError(f"{self.name}: {self.binary} is missing: "
+                            f"run `cargo build --release -p {self.package}`")
+        ensure_port_free(self.port, self.name)
+        cmd = [self.binary] + self.args() + self.extra_args
         self.command = " ".join(cmd)
-        p = self._spawn(cmd, "router.log")
-        wait_listening(self.port, self.start_timeout_s, "router", lambda: p.poll() is None,
-                       self.log_path("router.log"))
+        log = f"{self.name}.log"
+        p = self._spawn(cmd, log)
+        wait_listening(self.port, self.start_timeout_s, self.name, lambda: p.poll() is None,
+                       self.log_path(log))
 
     def pids(self):
         return [self._procs[0].pid] if self._procs else []
 
 
-class Baseline(Target):
+class Router(OwnBinary):
+    """Our router: `router --listen 127.0.0.1:P --shards N --log warn [extra...]`."""
+    name = "router"
+    package = "router"
+
+    def __init__(self, binary="target/release/router", port=None, shards=2, extra_args=(), **kw):
+        super().__init__(binary, port, extra_args, **kw)
+        self.shards = shards
+
+    def args(self):
+        return ["--listen", f"127.0.0.1:{self.port}", "--shards", str(self.shards), "--log", "warn"]
+
+
+class Baseline(OwnBinary):
     """The raw baseline server: `loadgen baseline --listen 127.0.0.1:P`."""
     name = "baseline"
+    package = "loadgen"
 
     def __init__(self, loadgen="target/release/loadgen", port=None, extra_args=(), **kw):
-        super().__init__(port, **kw)
-        self.binary = repo_path(loadgen)
-        self.extra_args = list(extra_args)
+        super().__init__(loadgen, port, extra_args, **kw)
 
-    def start(self):
-        if not os.access(self.binary, os.X_OK):
-            raise PeerError(f"baseline: {self.binary} is missing: run `cargo build --release -p loadgen`")
-        ensure_port_free(self.port, "baseline")
-        cmd = [self.binary, "baseline", "--listen", f"127.0.0.1:{self.port}"] + self.extra_args
-        self.command = " ".join(cmd)
-        p = self._spawn(cmd, "baseline.log")
-        wait_listening(self.port, self.start_timeout_s, "baseline", lambda: p.poll() is None,
-                       self.log_path("baseline.log"))
-
-    def pids(self):
-        return [self._procs[0].pid] if self._procs else []
+    def args(self):
+        return ["baseline", "--listen", f"127.0.0.1:{self.port}"]
 
 
 NGINX_CONF = """\
-# Written by scripts/peers.py (after /work/shared/peers/README.md).
+# Written by scripts/peers.py: the minimal Nchan set-up, run from a private folder.
 load_module {module};
 daemon off;                         # stays our child: stopped by pid, no stray master
 worker_processes {workers};         # one per core, like ours
