@@ -54,7 +54,7 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
 }
 
-pub type Runtime = monoio::FusionRuntime<
+type Runtime = monoio::FusionRuntime<
     monoio::time::TimeDriver<monoio::IoUringDriver>,
     monoio::time::TimeDriver<monoio::LegacyDriver>,
 >;
@@ -62,7 +62,7 @@ pub type Runtime = monoio::FusionRuntime<
 /// io_uring entries per runtime: few, as locked memory is scarce and a worker runs several.
 const URING_ENTRIES: u32 = 1024;
 
-pub fn build_runtime() -> Runtime {
+fn build_runtime() -> Runtime {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .with_entries(URING_ENTRIES)
         .enable_timer()
