@@ -23,7 +23,34 @@ impl fmt::Display for TunnelId {
     }
 }
 
+/// Longest id text: a u16, a u32 and 16 hex digits, with two dashes.
+const ID_TEXT_BYTES_MAX: usize = 5 + 1 + 10 + 1 + 16;
+
+/// A tunnel id's text, built on the stack when needed rather than kept per connection.
+pub struct IdText {
+    bytes: [u8; ID_TEXT_BYTES_MAX],
+    len: usize,
+}
+
+impl IdText {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, hex and dashes are ever written.
+        std::str::from_utf8(self.bytes.get(..self.len).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
 impl TunnelId {
+    /// The id's text, as [`fmt::Display`] writes it.
+    pub fn text(&self) -> IdText {
+        use std::io::Write;
+        let mut bytes = [0u8; ID_TEXT_BYTES_MAX];
+        let mut cursor = std::io::Cursor::new(&mut bytes[..]);
+        // Cannot fail: the buffer fits the longest id.
+        let _ = write!(cursor, "{self}");
+        let len = cursor.position() as usize;
+        IdText { bytes, len }
+    }
+
     /// Parses an id; `None` for anything malformed (which the router treats as an unknown tunnel).
     pub fn parse(text: &str) -> Option<TunnelId> {
         let mut parts = text.splitn(3, '-');

@@ -3,7 +3,7 @@
 
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -13,11 +13,14 @@ use super::request::Request;
 use crate::metrics::Metrics;
 use crate::pubsub::Pattern;
 use crate::shard::Shard;
-use crate::tunnel::{Attention, Kick, TunnelId};
+use crate::tunnel::{Attention, IdText, Kick, TunnelId};
 use crate::wire::datagram::{self, Datagram, GAP, KEEPALIVE};
 use crate::wire::format::{put_poll_answer, Envelope, Format, IFRAME_CALLBACK_DEFAULT};
 use crate::wire::http1::{write_full, ResponseBody, ResponseHead};
 use crate::wire::websocket::handshake;
+
+/// `recycle_left` of a stream that is never recycled.
+const NEVER_RECYCLED: u64 = u64::MAX;
 
 /// Largest batch written to a stream in one write.
 pub(super) const STREAM_BATCH_BYTES: usize = 64 * 1024;
@@ -118,21 +121,20 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             .with_tunnel(&id, |t| t.seek(last.map(str::as_bytes)))
             .unwrap_or(false)
     };
-    let id_text: Box<str> = id.to_string().into();
+    let id_text = id.text();
     let cb: Box<str> = match (&format, answer.cb.take()) {
         (Format::Iframe, None) => IFRAME_CALLBACK_DEFAULT.into(),
         (_, cb) => cb.unwrap_or_default().into(),
     };
-    let control = datagram::tunnel_control(&id_text, new, config.keepalive_ms);
+    let control = datagram::tunnel_control(id_text.as_str(), new, config.keepalive_ms);
     let token = shard.next_token();
     if let Some(accepted) = upgrade {
         let attached = Attached {
             id,
             token,
             persist: Persist::CLOSE,
-            tunnel: id_text,
             cb,
-            mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(accepted.deflate))),
+            mode: Mode::WebSocket(super::websocket::WsState::new(accepted.deflate)),
         };
         attached
             .start_websocket(&shard, answer.stream, &accepted, &control, gap)
@@ -148,13 +150,14 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             id,
             token,
             persist,
-            tunnel: id_text,
             cb,
             mode: Mode::Stream {
-                recycle_bytes: config.recycle_bytes_for(format.name()),
+                recycle_left: match config.recycle_bytes_for(format.name()) {
+                    0 => NEVER_RECYCLED,
+                    bytes => bytes,
+                },
                 format,
                 chunked: !http10,
-                sent_bytes: 0,
             },
         };
         attached
@@ -165,7 +168,6 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             id,
             token,
             persist: answer.persist,
-            tunnel: id_text,
             cb,
             mode: Mode::Poll {
                 jsonp: matches!(format, Format::Jsonp),
@@ -196,32 +198,66 @@ pub struct Attached {
     /// Whether the connection stays open after the attachment ends, and whether the client
     /// speaks HTTP/1.0 (close-delimited streams; keep-alive acknowledged explicitly).
     persist: Persist,
-    tunnel: Box<str>,
     cb: Box<str>,
     pub(super) mode: Mode,
 }
 
 pub(super) enum Mode {
-    /// Boxed: its state is larger than the other modes'.
-    WebSocket(Box<super::websocket::WsState>),
+    WebSocket(super::websocket::WsState),
     Stream {
         format: Format,
         chunked: bool,
-        recycle_bytes: u64,
-        sent_bytes: u64,
+        /// Payload bytes the stream may still carry before it ends so that the client opens a
+        /// fresh one (`stream_recycle_bytes`); [`NEVER_RECYCLED`] when it is not recycled.
+        recycle_left: u64,
     },
     Poll {
         jsonp: bool,
     },
 }
 
-/// Resolves when attachment `token` of tunnel `id` needs attention, or must go.
-pub(super) async fn attention(shard: &Shard, id: &TunnelId, token: u64) -> Result<Attention, Kick> {
-    poll_fn(|cx| match shard.poll_attachment(id, token, cx.waker()) {
-        Ok(Attention::Idle) => Poll::Pending,
-        other => Poll::Ready(other),
-    })
-    .await
+/// What woke an attached connection.
+pub(super) enum Event {
+    /// The tunnel: datagrams queued, a deadline passed, or the attachment must go.
+    Tunnel(Result<Attention, Kick>),
+    /// The peer sent something or closed.
+    Peer,
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Attached::wait`]: written out rather than an async fn, whose state would
+    /// hold its arguments twice.
+    pub(super) struct Wait<'a, F> {
+        attached: &'a Attached,
+        shard: &'a Shard,
+        #[pin]
+        peer: F,
+    }
+}
+
+impl<F: Future<Output = std::io::Result<()>>> Future for Wait<'_, F> {
+    type Output = Event;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Event> {
+        let this = self.project();
+        let attached = *this.attached;
+        match this
+            .shard
+            .poll_attachment(&attached.id, attached.token, cx.waker())
+        {
+            Ok(Attention::Idle) => {}
+            other => return Poll::Ready(Event::Tunnel(other)),
+        }
+        this.peer.poll(cx).map(|_| Event::Peer)
+    }
+}
+
+/// What an attached connection does after an event.
+pub(super) enum Step {
+    /// Wait for the next event.
+    Wait,
+    /// The attachment is over.
+    End(Next),
 }
 
 /// `future`, given at most `limit`; boxed so the rarely needed timer costs nothing while idle.
@@ -241,52 +277,6 @@ pub(super) async fn kicked(shard: &Shard, id: &TunnelId, token: u64) -> Kick {
         None => Poll::Pending,
     })
     .await
-}
-
-/// Resolves when the peer sends something or closes: on a stream or a parked poll either ends
-/// the attachment (browsers do not pipeline behind a pending response).
-pub(super) async fn peer_activity(stream: &TcpStream) {
-    let _ = stream.readable(false).await;
-}
-
-/// Size of the future that serves an attached tunnel, for the idle-cost budget test.
-#[cfg(test)]
-pub fn idle_attached_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usize {
-    let attached = Attached {
-        id: TunnelId {
-            shard: 0,
-            slot: 0,
-            secret: 0,
-        },
-        token: 0,
-        persist: Persist {
-            keep_alive: true,
-            http10: false,
-        },
-        tunnel: "".into(),
-        cb: "".into(),
-        mode: Mode::Poll { jsonp: false },
-    };
-    std::mem::size_of_val(&attached.run(shard, stream))
-}
-
-/// Size of the WebSocket loop's future (boxed apart while a WebSocket tunnel is attached).
-#[cfg(test)]
-pub fn idle_websocket_future_bytes(shard: &Shard, stream: &mut TcpStream) -> usize {
-    let mut attached = Attached {
-        id: TunnelId {
-            shard: 0,
-            slot: 0,
-            secret: 0,
-        },
-        token: 0,
-        persist: Persist::CLOSE,
-        tunnel: "".into(),
-        cb: "".into(),
-        mode: Mode::WebSocket(Box::new(super::websocket::WsState::new(None))),
-    };
-    let size = std::mem::size_of_val(&*attached.boxed_websocket(shard, stream));
-    size
 }
 
 /// Frames stream output as HTTP chunks (or raw bytes for close-delimited HTTP/1.0 answers).
@@ -319,10 +309,11 @@ fn chunk_end(chunked: bool, out: &mut BytesMut, start: usize) {
 }
 
 impl Attached {
-    fn env(&self) -> Envelope<'_> {
+    /// What formats interpolate; `tunnel` is the id's text (see [`TunnelId::text`]).
+    fn env<'a>(&'a self, tunnel: &'a IdText) -> Envelope<'a> {
         Envelope {
             cb: &self.cb,
-            tunnel: &self.tunnel,
+            tunnel: tunnel.as_str(),
         }
     }
 
@@ -341,7 +332,8 @@ impl Attached {
         else {
             return Next::Close;
         };
-        let env = self.env();
+        let tunnel = self.id.text();
+        let env = self.env(&tunnel);
         let mut out = BytesMut::with_capacity(2048);
         ResponseHead {
             status: 200,
@@ -383,56 +375,72 @@ impl Attached {
         Next::Attached(Box::new(self))
     }
 
-    /// Serves the attachment until it ends; detaches on the way out.
-    pub async fn run(mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
-        // The WebSocket loop's state is the largest; it is boxed so streams and polls do not
-        // pay for it.
-        let next = match self.mode {
-            Mode::Stream { .. } => self.run_stream(shard, stream).await,
-            Mode::Poll { .. } => self.run_poll(shard, stream).await,
-            Mode::WebSocket(_) => self.boxed_websocket(shard, stream).await,
-        };
-        shard.detach(&self.id, self.token);
-        next
+    /// Waits for the tunnel or the peer. This is the only future an idle attachment keeps, so
+    /// it holds no more than the peer's readiness poll: the tunnel's state (queue, deadline,
+    /// kick) lives in the shard, which wakes the connection through its waker.
+    pub(super) fn wait<'a>(
+        &'a self,
+        shard: &'a Shard,
+        stream: &'a TcpStream,
+    ) -> Wait<'a, impl Future<Output = std::io::Result<()>> + 'a> {
+        Wait {
+            attached: self,
+            shard,
+            peer: stream.readable(false),
+        }
     }
 
-    async fn run_stream(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+    /// Handles one event; boxed, so it costs nothing while the attachment waits. The caller
+    /// detaches once the attachment ends.
+    pub(super) fn step<'a>(
+        &'a mut self,
+        shard: &'a Shard,
+        stream: &'a mut TcpStream,
+        event: Event,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Step> + 'a>> {
+        match self.mode {
+            Mode::Stream { .. } => Box::pin(self.step_stream(shard, stream, event)),
+            Mode::Poll { .. } => Box::pin(self.step_poll(shard, stream, event)),
+            Mode::WebSocket(_) => Box::pin(self.step_websocket(shard, stream, event)),
+        }
+    }
+
+    async fn step_stream(&mut self, shard: &Shard, stream: &mut TcpStream, event: Event) -> Step {
         let keepalive_ms = shard.config().keepalive_ms;
-        loop {
-            let wait = monoio::select! {
-                wait = attention(shard, &self.id, self.token) => wait,
-                _ = peer_activity(stream) => return Next::Close,
-            };
-            let mut out = BytesMut::new();
-            match wait {
-                Ok(Attention::Data) => {
-                    if let Some(end) = self.write_batch(shard, &mut out) {
-                        if !self.write_unless_kicked(shard, stream, out).await {
-                            return Next::Close;
-                        }
-                        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
-                        if end {
-                            Metrics::add(&shard.metrics.recycled, 1);
-                            return self.finish(stream).await;
-                        }
-                    }
-                }
-                Ok(Attention::Deadline) | Ok(Attention::Idle) => {
-                    self.put_keepalive(&mut out);
-                    Metrics::add(&shard.metrics.keepalives, 1);
-                    if !send(stream, out).await {
-                        return Next::Close;
+        let Event::Tunnel(wait) = event else {
+            return Step::End(Next::Close);
+        };
+        let mut out = BytesMut::new();
+        match wait {
+            Ok(Attention::Data) => {
+                if let Some(end) = self.write_batch(shard, &mut out) {
+                    if !self.write_unless_kicked(shard, stream, out).await {
+                        return Step::End(Next::Close);
                     }
                     shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                    if end {
+                        Metrics::add(&shard.metrics.recycled, 1);
+                        return Step::End(self.finish(stream).await);
+                    }
                 }
-                Err(Kick::SlowConsumer) => {
-                    Metrics::add(&shard.metrics.slow_consumer, 1);
-                    return Next::Close;
+                Step::Wait
+            }
+            Ok(Attention::Deadline) | Ok(Attention::Idle) => {
+                self.put_keepalive(&mut out);
+                Metrics::add(&shard.metrics.keepalives, 1);
+                if !send(stream, out).await {
+                    return Step::End(Next::Close);
                 }
-                Err(Kick::Replaced) => {
-                    Metrics::add(&shard.metrics.replaced, 1);
-                    return self.finish(stream).await;
-                }
+                shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                Step::Wait
+            }
+            Err(Kick::SlowConsumer) => {
+                Metrics::add(&shard.metrics.slow_consumer, 1);
+                Step::End(Next::Close)
+            }
+            Err(Kick::Replaced) => {
+                Metrics::add(&shard.metrics.replaced, 1);
+                Step::End(self.finish(stream).await)
             }
         }
     }
@@ -467,15 +475,15 @@ impl Attached {
     /// Appends queued datagrams (one bounded batch) to `out`. Returns `None` when nothing was
     /// queued, else whether the stream reached its recycle size.
     fn write_batch(&mut self, shard: &Shard, out: &mut BytesMut) -> Option<bool> {
+        let tunnel = self.id.text();
         let env = Envelope {
             cb: &self.cb,
-            tunnel: &self.tunnel,
+            tunnel: tunnel.as_str(),
         };
         let Mode::Stream {
             format,
             chunked,
-            recycle_bytes,
-            sent_bytes,
+            recycle_left,
         } = &mut self.mode
         else {
             return None;
@@ -488,10 +496,8 @@ impl Attached {
             }
             t.drain_unsent(usize::MAX, |d: &Datagram| {
                 let batch_bytes = out.len() - batch_start;
-                let recycle_due =
-                    *recycle_bytes > 0 && *sent_bytes + batch_bytes as u64 >= *recycle_bytes;
                 // The stream ends right after the datagram that crosses the recycle size.
-                if batch_bytes >= STREAM_BATCH_BYTES || recycle_due {
+                if batch_bytes >= STREAM_BATCH_BYTES || batch_bytes as u64 >= *recycle_left {
                     return false;
                 }
                 format.put_datagram(out, d.json(), Some(d.id()), &env);
@@ -503,8 +509,10 @@ impl Attached {
         if payload == 0 {
             return None;
         }
-        *sent_bytes += payload;
-        Some(*recycle_bytes > 0 && *sent_bytes >= *recycle_bytes)
+        if *recycle_left != NEVER_RECYCLED {
+            *recycle_left = recycle_left.saturating_sub(payload);
+        }
+        Some(*recycle_left == 0)
     }
 
     fn put_keepalive(&self, out: &mut BytesMut) {
@@ -513,7 +521,7 @@ impl Attached {
         } = &self.mode
         {
             let start = chunk_begin(*chunked, out);
-            format.put_keepalive(out, &self.env());
+            format.put_keepalive(out, &self.env(&self.id.text()));
             chunk_end(*chunked, out, start);
         }
     }
@@ -528,7 +536,7 @@ impl Attached {
         };
         let mut out = BytesMut::new();
         let start = chunk_begin(*chunked, &mut out);
-        format.put_footer(&mut out, &self.env());
+        format.put_footer(&mut out, &self.env(&self.id.text()));
         chunk_end(*chunked, &mut out, start);
         if *chunked {
             out.put_slice(b"0\r\n\r\n");
@@ -542,13 +550,12 @@ impl Attached {
 
     /// A parked long-poll: answers when datagrams arrive, with a keepalive when the ttl passes or
     /// another connection takes the tunnel; closes when the peer goes away.
-    async fn run_poll(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
-        let wait = monoio::select! {
-            wait = attention(shard, &self.id, self.token) => wait,
-            _ = peer_activity(stream) => return Next::Close,
+    async fn step_poll(&mut self, shard: &Shard, stream: &mut TcpStream, event: Event) -> Step {
+        let Event::Tunnel(wait) = event else {
+            return Step::End(Next::Close);
         };
         shard.detach(&self.id, self.token);
-        match wait {
+        let next = match wait {
             Ok(Attention::Data) => self.answer_poll(shard, stream, &[]).await,
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
                 self.answer_poll(shard, stream, &[KEEPALIVE]).await
@@ -561,7 +568,8 @@ impl Attached {
                 Metrics::add(counter, 1);
                 self.answer_poll(shard, stream, &[KEEPALIVE]).await
             }
-        }
+        };
+        Step::End(next)
     }
 
     /// Answers a poll with `head` control datagrams followed by queued datagrams (up to the batch
@@ -586,7 +594,7 @@ impl Attached {
             .chain(queued.iter().map(|d| d.json()));
         let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
         let mut body = BytesMut::new();
-        put_poll_answer(&mut body, jsonp, &self.tunnel, messages);
+        put_poll_answer(&mut body, jsonp, self.id.text().as_str(), messages);
         let (content_type, headers) = self.persist.json_headers(jsonp.is_some());
         let mut out = BytesMut::with_capacity(body.len() + 256);
         write_full(

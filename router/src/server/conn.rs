@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::attach;
+use super::attach::{self, Step};
 use super::reply::{self, send, Persist};
 use super::request::{read_request, Read, Request};
 use crate::metrics::{self, Metrics};
@@ -37,7 +37,24 @@ pub enum Next {
     Attached(Box<attach::Attached>),
 }
 
-/// Keeps `connections_open` right however the connection ends.
+/// What a connection keeps of its peer's address: whether it is on loopback (the publish API is
+/// open to loopback peers only). One byte rather than a `SocketAddr`'s 32, since it lives as long
+/// as the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub loopback: bool,
+}
+
+impl Peer {
+    pub fn of(addr: SocketAddr) -> Peer {
+        Peer {
+            loopback: addr.ip().to_canonical().is_loopback(),
+        }
+    }
+}
+
+/// Keeps `connections_open` right however the connection ends; the connection's handle on its
+/// shard.
 struct OpenGuard(Rc<Shard>);
 
 impl Drop for OpenGuard {
@@ -48,67 +65,73 @@ impl Drop for OpenGuard {
 
 /// Serves a connection until it closes or moves to another shard. `first` is a request already
 /// read (by the shard that handed the connection over) and `buf` the bytes read past it.
-pub async fn serve(
+///
+/// This future lives as long as the connection and is most of what an idle tunnel costs, so
+/// it holds only the connection and, while a tunnel is attached, the attachment and its wait;
+/// every other phase runs in a boxed future that exists only while that phase does.
+pub fn serve(
     shard: Rc<Shard>,
     mut stream: TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
     mut first: Option<Box<Request>>,
     mut buf: BytesMut,
-) {
+) -> impl Future<Output = ()> {
     Metrics::add(&shard.metrics.connections_open, 1);
-    let _open = OpenGuard(shard.clone());
-    let config = shard.config();
-    let limits = http1::Limits {
-        header_bytes_max: config.header_bytes_max,
-        header_count_max: config.header_count_max,
-        body_bytes_max: config.body_bytes_max,
-    };
-    let header_timeout = Duration::from_millis(config.header_read_timeout_ms);
-    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
-    loop {
-        let request = match first.take() {
-            Some(r) => r,
-            None => {
-                // Boxed, like the handlers below, so an idle connection's task stays small.
-                let read = boxed_read(
-                    &shard,
-                    &mut stream,
-                    &mut buf,
-                    &limits,
-                    header_timeout,
-                    idle_timeout,
-                );
-                match read.await {
+    let open = OpenGuard(shard);
+    // An async block rather than an async fn: it uses what it captures in place, where an async
+    // fn would keep a second copy of its arguments in its state.
+    async move {
+        let shard = &open.0;
+        loop {
+            let request = match first.take() {
+                Some(r) => r,
+                None => match boxed_read(shard, &mut stream, &mut buf).await {
                     Read::Request(r) => r,
                     Read::Closed => return,
                     Read::Failed(e) => {
-                        Metrics::add(&shard.metrics.requests_failed, 1);
-                        let out = reply::error(e.status(), e.message(), None, Persist::CLOSE);
-                        if send(&mut stream, out).await {
-                            boxed_linger(&mut stream).await;
-                        }
+                        boxed_refuse(shard, &mut stream, e).await;
                         return;
                     }
-                }
+                },
+            };
+            if buf.is_empty() {
+                // Nothing pipelined: hold no buffer while the request is served or we wait.
+                shard.give_read_buffer(std::mem::take(&mut buf));
             }
-        };
-        if buf.is_empty() {
-            // Nothing pipelined: hold no buffer while the request is served or we wait.
-            shard.give_read_buffer(std::mem::take(&mut buf));
-        }
-        let mut next = boxed_route(&shard, &mut stream, peer, request).await;
-        if let Next::Attached(attached) = next {
-            next = boxed_run(*attached, &shard, &mut stream).await;
-        }
-        match next {
-            Next::KeepAlive => {}
-            Next::Close | Next::Attached(_) => return,
-            Next::Handoff(to, request) => {
-                boxed_handoff(&shard, stream, peer, request, buf, to).await;
-                return;
+            let next = match boxed_route(shard, &mut stream, peer, request).await {
+                Next::Attached(attached) => {
+                    let mut attached = unbox(attached);
+                    let next = loop {
+                        let event = attached.wait(shard, &stream).await;
+                        if let Step::End(next) = attached.step(shard, &mut stream, event).await {
+                            break next;
+                        }
+                    };
+                    shard.detach(&attached.id, attached.token);
+                    next
+                }
+                next => next,
+            };
+            match next {
+                Next::KeepAlive => {}
+                Next::Close | Next::Attached(_) => return,
+                Next::Handoff(to, request) => {
+                    boxed_handoff(shard, stream, peer, request, buf, to).await;
+                    return;
+                }
             }
         }
     }
+}
+
+/// Moves a value out of its box and frees the box at once (a box moved out of in an async fn
+/// keeps its memory until the end of the binding's scope).
+#[allow(
+    clippy::boxed_local,
+    reason = "taking the box is the point: it is freed before the attachment's long wait"
+)]
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -122,39 +145,32 @@ fn boxed_read<'a>(
     shard: &'a Shard,
     stream: &'a mut TcpStream,
     buf: &'a mut BytesMut,
-    limits: &'a http1::Limits,
-    header_timeout: Duration,
-    idle_timeout: Duration,
 ) -> Boxed<'a, Read> {
-    Box::pin(read_request(
-        shard,
-        stream,
-        buf,
-        limits,
-        header_timeout,
-        idle_timeout,
-    ))
+    Box::pin(read_request(shard, stream, buf))
 }
 
 fn boxed_route<'a>(
     shard: &'a Rc<Shard>,
     stream: &'a mut TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
     request: Box<Request>,
 ) -> Boxed<'a, Next> {
     Box::pin(route(shard, stream, peer, request))
 }
 
-fn boxed_run<'a>(
-    attached: attach::Attached,
+/// Answers a request that could not be read, then closes.
+fn boxed_refuse<'a>(
     shard: &'a Shard,
     stream: &'a mut TcpStream,
-) -> Boxed<'a, Next> {
-    Box::pin(attached.run(shard, stream))
-}
-
-fn boxed_linger(stream: &mut TcpStream) -> Boxed<'_, ()> {
-    Box::pin(linger_close(stream))
+    e: http1::HttpError,
+) -> Boxed<'a, ()> {
+    Box::pin(async move {
+        Metrics::add(&shard.metrics.requests_failed, 1);
+        let out = reply::error(e.status(), e.message(), None, Persist::CLOSE);
+        if send(stream, out).await {
+            linger_close(stream).await;
+        }
+    })
 }
 
 /// Bytes and time a refused connection may still send us before we close it.
@@ -186,7 +202,7 @@ async fn linger_close(stream: &mut TcpStream) {
 fn boxed_handoff(
     shard: &Rc<Shard>,
     stream: TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
     request: Box<Request>,
     buf: BytesMut,
     to: usize,
@@ -198,7 +214,7 @@ fn boxed_handoff(
 async fn handoff(
     shard: &Rc<Shard>,
     mut stream: TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
     request: Box<Request>,
     buf: BytesMut,
     to: usize,
@@ -327,7 +343,7 @@ pub fn owner(shard: &Shard, text: &str) -> Owner {
 async fn route(
     shard: &Rc<Shard>,
     stream: &mut TcpStream,
-    peer: SocketAddr,
+    peer: Peer,
     request: Box<Request>,
 ) -> Next {
     let head = &request.head;
@@ -526,8 +542,8 @@ async fn publish_error(answer: &mut Answer<'_>, e: PublishError) -> Next {
 }
 
 /// `POST /publish/<path>`: the backend publish API, loopback peers only for now.
-async fn publish(answer: &mut Answer<'_>, peer: SocketAddr, request: &Request, path: &str) -> Next {
-    if !peer.ip().to_canonical().is_loopback() {
+async fn publish(answer: &mut Answer<'_>, peer: Peer, request: &Request, path: &str) -> Next {
+    if !peer.loopback {
         return answer
             .error(403, "publishing is only open to loopback peers")
             .await;
@@ -591,18 +607,18 @@ pub fn clone_request(request: &Request) -> Box<Request> {
 
 #[cfg(test)]
 mod idle_budget {
-    //! An idle tunnel's connection is its task's future plus the attachment's future: keep both
-    //! within a budget, since they are multiplied by the number of idle tunnels.
+    //! An idle tunnel's connection is its task's future (the attachment and its wait included):
+    //! keep it within a budget, since it is multiplied by the number of idle tunnels.
 
     use std::sync::Arc;
 
-    /// Bytes budgeted for a connection task's future and for an attached tunnel's future.
-    const SERVE_FUTURE_BYTES_MAX: usize = 640;
-    const ATTACHED_FUTURE_BYTES_MAX: usize = 640;
-    const WEBSOCKET_FUTURE_BYTES_MAX: usize = 512;
+    /// Bytes budgeted for a connection task's future, attached or not, and for the attachment
+    /// it holds.
+    const SERVE_FUTURE_BYTES_MAX: usize = 400;
+    const ATTACHED_BYTES_MAX: usize = 80;
 
     #[test]
-    fn idle_connection_futures_stay_within_budget() {
+    fn idle_connection_future_stays_within_budget() {
         let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
             .enable_timer()
             .build()
@@ -613,9 +629,6 @@ mod idle_budget {
             let client = monoio::net::TcpStream::connect(addr)
                 .await
                 .expect("connect");
-            let mut other = monoio::net::TcpStream::connect(addr)
-                .await
-                .expect("connect");
             let shared = Arc::new(crate::shard::Shared {
                 config: crate::config::Config::default(),
                 formats: Default::default(),
@@ -623,25 +636,18 @@ mod idle_budget {
             });
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);
             let shard = crate::shard::Shard::new(0, shared, vec![None], wakers);
-            let attached = super::attach::idle_attached_future_bytes(&shard, &mut other);
-            let websocket = super::attach::idle_websocket_future_bytes(&shard, &mut other);
-            let serve = super::serve(shard, client, addr, None, bytes::BytesMut::new());
+            let peer = super::Peer::of(addr);
+            let serve = super::serve(shard, client, peer, None, bytes::BytesMut::new());
             let serve = std::mem::size_of_val(&serve);
-            eprintln!(
-                "serve future: {serve} bytes, attached future: {attached} bytes, \
-                 websocket loop: {websocket} bytes"
-            );
+            let attached = std::mem::size_of::<super::attach::Attached>();
+            eprintln!("serve future: {serve} bytes, attachment: {attached} bytes");
             assert!(
-                websocket <= WEBSOCKET_FUTURE_BYTES_MAX,
-                "websocket loop future is {websocket} bytes"
+                attached <= ATTACHED_BYTES_MAX,
+                "attachment is {attached} bytes"
             );
             assert!(
                 serve <= SERVE_FUTURE_BYTES_MAX,
                 "serve future is {serve} bytes"
-            );
-            assert!(
-                attached <= ATTACHED_FUTURE_BYTES_MAX,
-                "attached future is {attached} bytes"
             );
         });
     }

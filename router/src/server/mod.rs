@@ -211,7 +211,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 monoio::spawn(conn::serve(
                     shard.clone(),
                     stream,
-                    peer,
+                    conn::Peer::of(peer),
                     None,
                     BytesMut::new(),
                 ));

@@ -45,10 +45,15 @@ pub async fn read_request(
     shard: &crate::shard::Shard,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-    limits: &http1::Limits,
-    header_timeout: Duration,
-    idle_timeout: Duration,
 ) -> Read {
+    let config = shard.config();
+    let limits = &http1::Limits {
+        header_bytes_max: config.header_bytes_max,
+        header_count_max: config.header_count_max,
+        body_bytes_max: config.body_bytes_max,
+    };
+    let header_timeout = Duration::from_millis(config.header_read_timeout_ms);
+    let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     if buf.is_empty() {
         shard.give_read_buffer(std::mem::take(buf));
         match monoio::time::timeout(idle_timeout, stream.readable(false)).await {

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::attach::{attention, peer_activity, Attached, Mode};
+use super::attach::{Attached, Event, Mode, Step};
 use super::conn::{Answer, Next};
 use super::reply::{self, send};
 use super::request::{read_more, Request};
@@ -62,19 +62,29 @@ pub async fn refuse(answer: &mut Answer<'_>, e: HandshakeError) -> Next {
 /// message decoder exist only while a client message is arriving.
 pub struct WsState {
     deflate: Option<Params>,
-    read: BytesMut,
-    decoder: Option<Box<Decoder>>,
-    /// Path that binary frames publish to (`{"type":"target","path":P}`).
-    target: Option<Box<str>>,
+    incoming: Option<Box<Incoming>>,
+    /// Path that binary frames publish to (`{"type":"target","path":P}`). A boxed `String`, 8
+    /// bytes here rather than a `Box<str>`'s 16: most tunnels never set one, and every idle
+    /// WebSocket tunnel carries this field.
+    #[allow(
+        clippy::box_collection,
+        reason = "a thin pointer keeps idle tunnels small"
+    )]
+    target: Option<Box<String>>,
     pings_unanswered: u8,
+}
+
+/// A client message on its way in: the bytes read so far and the decoder's progress.
+struct Incoming {
+    read: BytesMut,
+    decoder: Decoder,
 }
 
 impl WsState {
     pub fn new(deflate: Option<Params>) -> WsState {
         WsState {
             deflate,
-            read: BytesMut::new(),
-            decoder: None,
+            incoming: None,
             target: None,
             pings_unanswered: 0,
         }
@@ -109,25 +119,29 @@ fn put_datagram(out: &mut BytesMut, datagram: &Datagram, deflate: Option<Params>
     }
 }
 
-/// Reads what the client sent into `state.read`; false when the peer is gone.
+/// Reads what the client sent; false when the peer is gone.
 async fn read_client(shard: &Shard, stream: &mut TcpStream, state: &mut WsState) -> bool {
-    if state.read.capacity() == 0 {
-        state.read = shard.take_read_buffer();
-    }
-    matches!(read_more(stream, &mut state.read).await, Ok(n) if n > 0)
+    let deflate = state.deflate;
+    let incoming = state.incoming.get_or_insert_with(|| {
+        Box::new(Incoming {
+            read: shard.take_read_buffer(),
+            decoder: Decoder::new(Role::Server, limits(shard), deflate),
+        })
+    });
+    matches!(read_more(stream, &mut incoming.read).await, Ok(n) if n > 0)
 }
 
-/// Decodes the next complete message from the read buffer, keeping the decoder only while a
+/// Decodes the next complete message from what was read, giving the buffer back once no
 /// message is partly read.
 fn next_message(shard: &Shard, state: &mut WsState) -> Result<Option<Message>, WsError> {
-    let deflate = state.deflate;
-    let decoder = state
-        .decoder
-        .get_or_insert_with(|| Box::new(Decoder::new(Role::Server, limits(shard), deflate)));
-    let message = decoder.decode(&mut state.read)?;
-    if message.is_none() && !decoder.in_message() && state.read.is_empty() {
-        state.decoder = None;
-        shard.give_read_buffer(std::mem::take(&mut state.read));
+    let Some(incoming) = state.incoming.as_mut() else {
+        return Ok(None);
+    };
+    let message = incoming.decoder.decode(&mut incoming.read)?;
+    if message.is_none() && !incoming.decoder.in_message() && incoming.read.is_empty() {
+        if let Some(done) = state.incoming.take() {
+            shard.give_read_buffer(done.read);
+        }
     }
     Ok(message)
 }
@@ -209,86 +223,75 @@ impl Attached {
         self.attach_with(shard, stream, out).await
     }
 
-    pub(super) fn boxed_websocket<'a>(
-        &'a mut self,
-        shard: &'a Shard,
-        stream: &'a mut TcpStream,
-    ) -> Boxed<'a, Next> {
-        Box::pin(self.run_websocket(shard, stream))
-    }
-
-    async fn run_websocket(&mut self, shard: &Shard, stream: &mut TcpStream) -> Next {
+    /// Handles one event of a WebSocket attachment: the client's frames, datagrams to send, a
+    /// ping due, or the end.
+    pub(super) async fn step_websocket(
+        &mut self,
+        shard: &Shard,
+        stream: &mut TcpStream,
+        event: Event,
+    ) -> Step {
         let keepalive_ms = shard.config().keepalive_ms;
-        loop {
-            let wait = monoio::select! {
-                wait = attention(shard, &self.id, self.token) => Some(wait),
-                _ = peer_activity(stream) => None,
-            };
-            let Mode::WebSocket(state) = &mut self.mode else {
-                return Next::Close;
-            };
-            let deflate = state.deflate;
-            match wait {
-                None => {
-                    if !read_client(shard, stream, state).await {
-                        return Next::Close;
-                    }
-                    if let Some(next) = self.boxed_handle_client(shard, stream).await {
-                        return next;
-                    }
+        let Mode::WebSocket(state) = &mut self.mode else {
+            return Step::End(Next::Close);
+        };
+        let deflate = state.deflate;
+        let wait = match event {
+            Event::Peer => {
+                if !read_client(shard, stream, state).await {
+                    return Step::End(Next::Close);
                 }
-                Some(Ok(Attention::Data)) => {
-                    let mut out = BytesMut::new();
-                    shard.with_tunnel(&self.id, |t| {
-                        if t.take_gap() {
-                            put_message(&mut out, OpCode::Text, GAP, deflate);
+                return match self.handle_client(shard, stream).await {
+                    Some(next) => Step::End(next),
+                    None => Step::Wait,
+                };
+            }
+            Event::Tunnel(wait) => wait,
+        };
+        match wait {
+            Ok(Attention::Data) => {
+                let mut out = BytesMut::new();
+                shard.with_tunnel(&self.id, |t| {
+                    if t.take_gap() {
+                        put_message(&mut out, OpCode::Text, GAP, deflate);
+                    }
+                    t.drain_unsent(usize::MAX, |d| {
+                        if out.len() >= super::attach::STREAM_BATCH_BYTES {
+                            return false;
                         }
-                        t.drain_unsent(usize::MAX, |d| {
-                            if out.len() >= super::attach::STREAM_BATCH_BYTES {
-                                return false;
-                            }
-                            put_datagram(&mut out, d, deflate);
-                            true
-                        })
-                    });
-                    if !out.is_empty() && !self.write_unless_kicked(shard, stream, out).await {
-                        return Next::Close;
-                    }
+                        put_datagram(&mut out, d, deflate);
+                        true
+                    })
+                });
+                if !out.is_empty() && !self.write_unless_kicked(shard, stream, out).await {
+                    return Step::End(Next::Close);
                 }
-                Some(Ok(Attention::Deadline)) | Some(Ok(Attention::Idle)) => {
-                    if state.pings_unanswered >= PINGS_UNANSWERED_MAX {
-                        Metrics::add(&shard.metrics.ping_timeouts, 1);
-                        return boxed_fail(stream, CLOSE_GOING_AWAY, "no pong").await;
-                    }
-                    state.pings_unanswered += 1;
-                    let mut out = BytesMut::new();
-                    put_frame(&mut out, OpCode::Ping, true, false, b"");
-                    Metrics::add(&shard.metrics.keepalives, 1);
-                    if !send(stream, out).await {
-                        return Next::Close;
-                    }
-                    shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                Step::Wait
+            }
+            Ok(Attention::Deadline) | Ok(Attention::Idle) => {
+                if state.pings_unanswered >= PINGS_UNANSWERED_MAX {
+                    Metrics::add(&shard.metrics.ping_timeouts, 1);
+                    return Step::End(boxed_fail(stream, CLOSE_GOING_AWAY, "no pong").await);
                 }
-                Some(Err(Kick::SlowConsumer)) => {
-                    Metrics::add(&shard.metrics.slow_consumer, 1);
-                    return Next::Close;
+                state.pings_unanswered += 1;
+                let mut out = BytesMut::new();
+                put_frame(&mut out, OpCode::Ping, true, false, b"");
+                Metrics::add(&shard.metrics.keepalives, 1);
+                if !send(stream, out).await {
+                    return Step::End(Next::Close);
                 }
-                Some(Err(Kick::Replaced)) => {
-                    Metrics::add(&shard.metrics.replaced, 1);
-                    return boxed_fail(stream, CLOSE_NORMAL, "replaced").await;
-                }
+                shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                Step::Wait
+            }
+            Err(Kick::SlowConsumer) => {
+                Metrics::add(&shard.metrics.slow_consumer, 1);
+                Step::End(Next::Close)
+            }
+            Err(Kick::Replaced) => {
+                Metrics::add(&shard.metrics.replaced, 1);
+                Step::End(boxed_fail(stream, CLOSE_NORMAL, "replaced").await)
             }
         }
-    }
-
-    /// Boxed (and built outside the loop's frame) so that handling a message costs nothing
-    /// while the connection is idle.
-    fn boxed_handle_client<'a>(
-        &'a mut self,
-        shard: &'a Shard,
-        stream: &'a mut TcpStream,
-    ) -> Boxed<'a, Option<Next>> {
-        Box::pin(self.handle_client(shard, stream))
     }
 
     /// Handles every complete client message in the read buffer. `Some(next)` ends the
@@ -364,7 +367,7 @@ impl Attached {
                     return error_json(&e.to_string());
                 }
                 if let Mode::WebSocket(state) = &mut self.mode {
-                    state.target = Some(text.into());
+                    state.target = Some(Box::new(text.to_owned()));
                 }
                 BytesMut::new()
             }

@@ -4,7 +4,6 @@
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use rtrb::{Consumer, Producer, RingBuffer};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::server::request::Request;
@@ -29,7 +28,7 @@ pub enum ShardMsg {
 /// bytes read past it (a pipelined request).
 pub struct Handoff {
     pub stream: std::net::TcpStream,
-    pub peer: SocketAddr,
+    pub peer: crate::server::conn::Peer,
     pub request: Box<Request>,
     pub rest: Bytes,
 }
