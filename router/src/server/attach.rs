@@ -4,12 +4,14 @@
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
 
 use super::conn::{owner, Answer, Next, Owner, Params};
-use super::reply::{send, Persist};
+use super::reply::Persist;
 use super::request::Request;
+use super::sock::send_all;
 use crate::metrics::Metrics;
 use crate::pubsub::Pattern;
 use crate::shard::Shard;
@@ -122,10 +124,10 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             .unwrap_or(false)
     };
     let id_text = id.text();
-    let cb: Box<str> = match (&format, answer.cb.take()) {
-        (Format::Iframe, None) => IFRAME_CALLBACK_DEFAULT.into(),
-        (_, cb) => cb.unwrap_or_default().into(),
-    };
+    let cb = Callback::new(match (&format, answer.cb.take()) {
+        (Format::Iframe, None) => Some(IFRAME_CALLBACK_DEFAULT.to_owned()),
+        (_, cb) => cb,
+    });
     let control = datagram::tunnel_control(id_text.as_str(), new, config.keepalive_ms);
     let token = shard.next_token();
     if let Some(accepted) = upgrade {
@@ -198,8 +200,28 @@ pub struct Attached {
     /// Whether the connection stays open after the attachment ends, and whether the client
     /// speaks HTTP/1.0 (close-delimited streams; keep-alive acknowledged explicitly).
     persist: Persist,
-    cb: Box<str>,
+    cb: Callback,
     pub(super) mode: Mode,
+}
+
+/// A JSONP or iframe callback name. Every attachment carries one and most have none, so it is
+/// a thin pointer: 8 bytes, and nothing allocated when absent.
+pub(super) struct Callback(
+    #[allow(
+        clippy::box_collection,
+        reason = "a thin pointer keeps idle tunnels small"
+    )]
+    Option<Box<String>>,
+);
+
+impl Callback {
+    fn new(name: Option<String>) -> Callback {
+        Callback(name.filter(|n| !n.is_empty()).map(Box::new))
+    }
+
+    fn as_str(&self) -> &str {
+        self.0.as_deref().map_or("", String::as_str)
+    }
 }
 
 pub(super) enum Mode {
@@ -224,31 +246,28 @@ pub(super) enum Event {
     Peer,
 }
 
-pin_project_lite::pin_project! {
-    /// The future of [`Attached::wait`]: written out rather than an async fn, whose state would
-    /// hold its arguments twice.
-    pub(super) struct Wait<'a, F> {
-        attached: &'a Attached,
-        shard: &'a Shard,
-        #[pin]
-        peer: F,
-    }
+/// The future of [`Attached::wait`]: written out rather than an async fn, whose state would
+/// hold its arguments twice.
+pub(super) struct Wait<'a, F> {
+    attached: &'a Attached,
+    shard: &'a Shard,
+    /// The socket's readiness poll; the caller re-arms it once it has fired.
+    peer: Pin<&'a mut F>,
 }
 
 impl<F: Future<Output = std::io::Result<()>>> Future for Wait<'_, F> {
     type Output = Event;
 
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Event> {
-        let this = self.project();
-        let attached = *this.attached;
-        match this
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Event> {
+        let attached = self.attached;
+        match self
             .shard
             .poll_attachment(&attached.id, attached.token, cx.waker())
         {
             Ok(Attention::Idle) => {}
             other => return Poll::Ready(Event::Tunnel(other)),
         }
-        this.peer.poll(cx).map(|_| Event::Peer)
+        self.peer.as_mut().poll(cx).map(|_| Event::Peer)
     }
 }
 
@@ -312,7 +331,7 @@ impl Attached {
     /// What formats interpolate; `tunnel` is the id's text (see [`TunnelId::text`]).
     fn env<'a>(&'a self, tunnel: &'a IdText) -> Envelope<'a> {
         Envelope {
-            cb: &self.cb,
+            cb: self.cb.as_str(),
             tunnel: tunnel.as_str(),
         }
     }
@@ -322,7 +341,7 @@ impl Attached {
     async fn start_stream(
         self,
         shard: &Shard,
-        stream: &mut TcpStream,
+        stream: &TcpStream,
         control: &[u8],
         gap: bool,
     ) -> Next {
@@ -362,11 +381,11 @@ impl Attached {
     pub(super) async fn attach_with(
         self,
         shard: &Shard,
-        stream: &mut TcpStream,
+        stream: &TcpStream,
         out: BytesMut,
     ) -> Next {
         shard.attach(&self.id, self.token);
-        if !send(stream, out).await {
+        if !send_all(stream, out).await {
             shard.detach(&self.id, self.token);
             return Next::Close;
         }
@@ -375,18 +394,14 @@ impl Attached {
         Next::Attached(Box::new(self))
     }
 
-    /// Waits for the tunnel or the peer. This is the only future an idle attachment keeps, so
-    /// it holds no more than the peer's readiness poll: the tunnel's state (queue, deadline,
+    /// Waits for the tunnel or for `peer`, the socket's readiness poll. The connection keeps
+    /// that poll armed across events (see [`super::sock`]); the tunnel's state (queue, deadline,
     /// kick) lives in the shard, which wakes the connection through its waker.
-    pub(super) fn wait<'a>(
-        &'a self,
-        shard: &'a Shard,
-        stream: &'a TcpStream,
-    ) -> Wait<'a, impl Future<Output = std::io::Result<()>> + 'a> {
+    pub(super) fn wait<'a, F>(&'a self, shard: &'a Shard, peer: Pin<&'a mut F>) -> Wait<'a, F> {
         Wait {
             attached: self,
             shard,
-            peer: stream.readable(false),
+            peer,
         }
     }
 
@@ -395,9 +410,9 @@ impl Attached {
     pub(super) fn step<'a>(
         &'a mut self,
         shard: &'a Shard,
-        stream: &'a mut TcpStream,
+        stream: &'a TcpStream,
         event: Event,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Step> + 'a>> {
+    ) -> Pin<Box<dyn Future<Output = Step> + 'a>> {
         match self.mode {
             Mode::Stream { .. } => Box::pin(self.step_stream(shard, stream, event)),
             Mode::Poll { .. } => Box::pin(self.step_poll(shard, stream, event)),
@@ -405,7 +420,7 @@ impl Attached {
         }
     }
 
-    async fn step_stream(&mut self, shard: &Shard, stream: &mut TcpStream, event: Event) -> Step {
+    async fn step_stream(&mut self, shard: &Shard, stream: &TcpStream, event: Event) -> Step {
         let keepalive_ms = shard.config().keepalive_ms;
         let Event::Tunnel(wait) = event else {
             return Step::End(Next::Close);
@@ -428,7 +443,7 @@ impl Attached {
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
                 self.put_keepalive(&mut out);
                 Metrics::add(&shard.metrics.keepalives, 1);
-                if !send(stream, out).await {
+                if !send_all(stream, out).await {
                     return Step::End(Next::Close);
                 }
                 shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
@@ -452,10 +467,10 @@ impl Attached {
     pub(super) async fn write_unless_kicked(
         &self,
         shard: &Shard,
-        stream: &mut TcpStream,
+        stream: &TcpStream,
         out: BytesMut,
     ) -> bool {
-        let mut write = std::pin::pin!(send(stream, out));
+        let mut write = std::pin::pin!(send_all(stream, out));
         let kick = monoio::select! {
             sent = &mut write => return sent,
             kick = kicked(shard, &self.id, self.token) => kick,
@@ -477,7 +492,7 @@ impl Attached {
     fn write_batch(&mut self, shard: &Shard, out: &mut BytesMut) -> Option<bool> {
         let tunnel = self.id.text();
         let env = Envelope {
-            cb: &self.cb,
+            cb: self.cb.as_str(),
             tunnel: tunnel.as_str(),
         };
         let Mode::Stream {
@@ -527,7 +542,7 @@ impl Attached {
     }
 
     /// Ends the stream cleanly: footer, then the last chunk.
-    async fn finish(&self, stream: &mut TcpStream) -> Next {
+    async fn finish(&self, stream: &TcpStream) -> Next {
         let Mode::Stream {
             format, chunked, ..
         } = &self.mode
@@ -541,7 +556,7 @@ impl Attached {
         if *chunked {
             out.put_slice(b"0\r\n\r\n");
         }
-        if send(stream, out).await && self.persist.keep_alive && *chunked {
+        if send_all(stream, out).await && self.persist.keep_alive && *chunked {
             Next::KeepAlive
         } else {
             Next::Close
@@ -550,7 +565,7 @@ impl Attached {
 
     /// A parked long-poll: answers when datagrams arrive, with a keepalive when the ttl passes or
     /// another connection takes the tunnel; closes when the peer goes away.
-    async fn step_poll(&mut self, shard: &Shard, stream: &mut TcpStream, event: Event) -> Step {
+    async fn step_poll(&mut self, shard: &Shard, stream: &TcpStream, event: Event) -> Step {
         let Event::Tunnel(wait) = event else {
             return Step::End(Next::Close);
         };
@@ -574,7 +589,7 @@ impl Attached {
 
     /// Answers a poll with `head` control datagrams followed by queued datagrams (up to the batch
     /// limit).
-    async fn answer_poll(&self, shard: &Shard, stream: &mut TcpStream, head: &[&[u8]]) -> Next {
+    async fn answer_poll(&self, shard: &Shard, stream: &TcpStream, head: &[&[u8]]) -> Next {
         let batch_max = shard.config().longpoll_batch_max;
         let mut queued: Vec<Datagram> = Vec::new();
         let gap = shard.with_tunnel(&self.id, |t| {
@@ -592,7 +607,7 @@ impl Attached {
             .copied()
             .chain(gap.then_some(GAP))
             .chain(queued.iter().map(|d| d.json()));
-        let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(&*self.cb);
+        let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(self.cb.as_str());
         let mut body = BytesMut::new();
         put_poll_answer(&mut body, jsonp, self.id.text().as_str(), messages);
         let (content_type, headers) = self.persist.json_headers(jsonp.is_some());
@@ -605,7 +620,7 @@ impl Attached {
             self.persist.keep_alive,
             headers,
         );
-        match send(stream, out).await {
+        match send_all(stream, out).await {
             true if self.persist.keep_alive => Next::KeepAlive,
             _ => Next::Close,
         }

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod conn;
 pub mod reply;
 pub mod request;
+pub mod sock;
 pub mod websocket;
 
 use bytes::BytesMut;

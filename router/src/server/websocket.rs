@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use super::attach::{Attached, Event, Mode, Step};
 use super::conn::{Answer, Next};
-use super::reply::{self, send};
-use super::request::{read_more, Request};
+use super::reply;
+use super::request::Request;
+use super::sock::{self, send_all};
 use crate::metrics::Metrics;
 use crate::pubsub::{path, Pattern};
 use crate::shard::{PublishError, Published, Shard, TunnelError};
@@ -54,7 +55,7 @@ pub async fn refuse(answer: &mut Answer<'_>, e: HandshakeError) -> Next {
         false,
         e.headers(),
     );
-    send(answer.stream, out).await;
+    reply::send(answer.stream, out).await;
     Next::Close
 }
 
@@ -120,7 +121,7 @@ fn put_datagram(out: &mut BytesMut, datagram: &Datagram, deflate: Option<Params>
 }
 
 /// Reads what the client sent; false when the peer is gone.
-async fn read_client(shard: &Shard, stream: &mut TcpStream, state: &mut WsState) -> bool {
+async fn read_client(shard: &Shard, stream: &TcpStream, state: &mut WsState) -> bool {
     let deflate = state.deflate;
     let incoming = state.incoming.get_or_insert_with(|| {
         Box::new(Incoming {
@@ -128,7 +129,7 @@ async fn read_client(shard: &Shard, stream: &mut TcpStream, state: &mut WsState)
             decoder: Decoder::new(Role::Server, limits(shard), deflate),
         })
     });
-    matches!(read_more(stream, &mut incoming.read).await, Ok(n) if n > 0)
+    matches!(sock::recv(stream, &mut incoming.read).await, Ok(n) if n > 0)
 }
 
 /// Decodes the next complete message from what was read, giving the buffer back once no
@@ -148,22 +149,22 @@ fn next_message(shard: &Shard, state: &mut WsState) -> Result<Option<Message>, W
 
 /// Ends a connection after a protocol error: a close frame with the error's code, then the
 /// client's close (bounded in time), then the socket.
-async fn fail(stream: &mut TcpStream, code: u16, reason: &str) -> Next {
+async fn fail(stream: &TcpStream, code: u16, reason: &str) -> Next {
     let mut out = BytesMut::new();
     put_close(&mut out, code, reason);
-    if send(stream, out).await {
+    if send_all(stream, out).await {
         await_close(stream).await;
     }
     Next::Close
 }
 
-fn boxed_fail<'a>(stream: &'a mut TcpStream, code: u16, reason: &'a str) -> Boxed<'a, Next> {
+fn boxed_fail<'a>(stream: &'a TcpStream, code: u16, reason: &'a str) -> Boxed<'a, Next> {
     Box::pin(fail(stream, code, reason))
 }
 
 /// Waits (bounded) for the client's close frame after ours, discarding what comes before it,
 /// then lets the caller close the socket (RFC 6455 §7.1.1: the server closes first).
-async fn await_close(stream: &mut TcpStream) {
+async fn await_close(stream: &TcpStream) {
     let deadline = monoio::time::Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
     let limits = Limits {
         frame_bytes_max: CLOSE_WAIT_BYTES_MAX,
@@ -173,7 +174,7 @@ async fn await_close(stream: &mut TcpStream) {
     let mut buf = BytesMut::with_capacity(256);
     let mut read_bytes = 0;
     while read_bytes < CLOSE_WAIT_BYTES_MAX {
-        match monoio::time::timeout_at(deadline, read_more(stream, &mut buf)).await {
+        match monoio::time::timeout_at(deadline, sock::recv(stream, &mut buf)).await {
             Ok(Ok(n)) if n > 0 => read_bytes += n,
             _ => return,
         }
@@ -195,10 +196,10 @@ async fn await_close(stream: &mut TcpStream) {
 }
 
 /// Answers a client's close frame by echoing its code (1000 when it gave none).
-async fn answer_close(stream: &mut TcpStream, close: Option<(u16, String)>) -> Next {
+async fn answer_close(stream: &TcpStream, close: Option<(u16, String)>) -> Next {
     let mut out = BytesMut::new();
     put_close(&mut out, close.map_or(CLOSE_NORMAL, |(code, _)| code), "");
-    send(stream, out).await;
+    send_all(stream, out).await;
     Next::Close
 }
 
@@ -208,7 +209,7 @@ impl Attached {
     pub(super) async fn start_websocket(
         self,
         shard: &Shard,
-        stream: &mut TcpStream,
+        stream: &TcpStream,
         accepted: &Accepted,
         control: &[u8],
         gap: bool,
@@ -228,7 +229,7 @@ impl Attached {
     pub(super) async fn step_websocket(
         &mut self,
         shard: &Shard,
-        stream: &mut TcpStream,
+        stream: &TcpStream,
         event: Event,
     ) -> Step {
         let keepalive_ms = shard.config().keepalive_ms;
@@ -277,7 +278,7 @@ impl Attached {
                 let mut out = BytesMut::new();
                 put_frame(&mut out, OpCode::Ping, true, false, b"");
                 Metrics::add(&shard.metrics.keepalives, 1);
-                if !send(stream, out).await {
+                if !send_all(stream, out).await {
                     return Step::End(Next::Close);
                 }
                 shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
@@ -296,7 +297,7 @@ impl Attached {
 
     /// Handles every complete client message in the read buffer. `Some(next)` ends the
     /// connection.
-    async fn handle_client(&mut self, shard: &Shard, stream: &mut TcpStream) -> Option<Next> {
+    async fn handle_client(&mut self, shard: &Shard, stream: &TcpStream) -> Option<Next> {
         loop {
             let Mode::WebSocket(state) = &mut self.mode else {
                 return Some(Next::Close);
@@ -323,7 +324,7 @@ impl Attached {
                     put_message(&mut out, OpCode::Text, &answer, deflate);
                 }
             }
-            if !out.is_empty() && !send(stream, out).await {
+            if !out.is_empty() && !send_all(stream, out).await {
                 return Some(Next::Close);
             }
         }
@@ -452,10 +453,10 @@ pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
         Ok(a) => a,
         Err(e) => return refuse(answer, e).await,
     };
-    let stream = &mut *answer.stream;
+    let stream = &*answer.stream;
     let mut out = BytesMut::new();
     handshake::put_response(&mut out, &accepted);
-    if !send(stream, out).await {
+    if !send_all(stream, out).await {
         return Next::Close;
     }
     let mut state = WsState::new(accepted.deflate);
@@ -478,7 +479,7 @@ pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
                 Message::Pong(_) => continue,
                 Message::Close(close) => return answer_close(stream, close).await,
             }
-            if !send(stream, out).await {
+            if !send_all(stream, out).await {
                 return Next::Close;
             }
         }
