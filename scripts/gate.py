@@ -15,7 +15,9 @@ time budget allows) and the better ratio of each kind is kept, to damp noise.
 
 The ratios are compared with results/gate/baseline.json; the gate fails (exit 1) when the
 p99 ratio grew by more than --p99-tolerance (default +50%, relative) or the deliveries ratio
-dropped by more than --deliveries-tolerance (default -25%), or when a fixed-load run fails.
+dropped by more than --deliveries-tolerance (default -35%), or when a fixed-load run fails.
+The deliveries tolerance is wide because the deliveries ratio of one round varied from 0.76
+to 1.02 between runs on the same machine with the same code.
 
     python3 scripts/gate.py                 # compare with results/gate/baseline.json
     python3 scripts/gate.py --update        # run and record the ratios as the new baseline
@@ -137,7 +139,7 @@ def main():
     p.add_argument("--update", action="store_true", help="record this run's ratios in --baseline-file")
     p.add_argument("--p99-tolerance", type=float, default=0.5,
                    help="fail when the p99 ratio exceeds the recorded one by more than this share (default %(default)s)")
-    p.add_argument("--deliveries-tolerance", type=float, default=0.25,
+    p.add_argument("--deliveries-tolerance", type=float, default=0.35,
                    help="fail when the deliveries/s ratio falls below the recorded one by more than this share "
                         "(default %(default)s)")
     p.add_argument("--rounds", type=int, default=2, help="rounds to run if time allows; the best ratio wins "
