@@ -539,12 +539,7 @@ class Pushpin(Target):
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=3) as s:
                     s.sendall(b"GET /sub/ready HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                    head = b""
-                    while b"\r\n\r\n" not in head:
-                        chunk = s.recv(4096)
-                        if not chunk:
-                            break
-                        head += chunk
+                    head = read_head(s)
                     last = head.split(b"\r\n", 1)[0].decode(errors="replace")
                     if last.startswith("HTTP/1.1 200"):
                         return
@@ -696,14 +691,20 @@ def ws_subscribe(port, path, extra_headers=""):
     s.sendall((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra_headers}\r\n")
               .encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
+    head, _, rest = read_head(s).partition(b"\r\n\r\n")
+    return s, head, rest
+
+
+def read_head(s):
+    """Reads from `s` until a response head is complete (or the peer closes); returns all bytes
+    read, which may run past the head."""
+    got = b""
+    while b"\r\n\r\n" not in got:
         chunk = s.recv(4096)
         if not chunk:
             break
-        head += chunk
-    head, _, rest = head.partition(b"\r\n\r\n")
-    return s, head, rest
+        got += chunk
+    return got
 
 
 def read_for(s, seconds, initial=b""):

@@ -279,6 +279,15 @@ pub(super) enum Step {
     End(Next),
 }
 
+/// Counts an attachment told to go, by reason.
+pub(super) fn count_kick(shard: &Shard, kick: Kick) {
+    let counter = match kick {
+        Kick::SlowConsumer => &shard.metrics.slow_consumer,
+        Kick::Replaced => &shard.metrics.replaced,
+    };
+    Metrics::add(counter, 1);
+}
+
 /// `future`, given at most `limit`; boxed so the rarely needed timer costs nothing while idle.
 pub(super) fn bounded<'a, F: std::future::Future + 'a>(
     limit: Duration,
@@ -389,8 +398,7 @@ impl Attached {
             shard.detach(&self.id, self.token);
             return Next::Close;
         }
-        let keepalive_ms = shard.config().keepalive_ms;
-        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+        self.arm_keepalive(shard);
         Next::Attached(Box::new(self))
     }
 
@@ -420,8 +428,14 @@ impl Attached {
         }
     }
 
-    async fn step_stream(&mut self, shard: &Shard, stream: &TcpStream, event: Event) -> Step {
+    /// Sets the attachment's deadline one keepalive interval from now: the next keepalive is
+    /// due then unless something is written first.
+    pub(super) fn arm_keepalive(&self, shard: &Shard) {
         let keepalive_ms = shard.config().keepalive_ms;
+        shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+    }
+
+    async fn step_stream(&mut self, shard: &Shard, stream: &TcpStream, event: Event) -> Step {
         let Event::Tunnel(wait) = event else {
             return Step::End(Next::Close);
         };
@@ -432,7 +446,7 @@ impl Attached {
                     if !self.write_unless_kicked(shard, stream, out).await {
                         return Step::End(Next::Close);
                     }
-                    shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                    self.arm_keepalive(shard);
                     if end {
                         Metrics::add(&shard.metrics.recycled, 1);
                         return Step::End(self.finish(stream).await);
@@ -446,16 +460,15 @@ impl Attached {
                 if !send_all(stream, out).await {
                     return Step::End(Next::Close);
                 }
-                shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                self.arm_keepalive(shard);
                 Step::Wait
             }
-            Err(Kick::SlowConsumer) => {
-                Metrics::add(&shard.metrics.slow_consumer, 1);
-                Step::End(Next::Close)
-            }
-            Err(Kick::Replaced) => {
-                Metrics::add(&shard.metrics.replaced, 1);
-                Step::End(self.finish(stream).await)
+            Err(kick) => {
+                count_kick(shard, kick);
+                match kick {
+                    Kick::SlowConsumer => Step::End(Next::Close),
+                    Kick::Replaced => Step::End(self.finish(stream).await),
+                }
             }
         }
     }
@@ -477,7 +490,7 @@ impl Attached {
         };
         match kick {
             Kick::SlowConsumer => {
-                Metrics::add(&shard.metrics.slow_consumer, 1);
+                count_kick(shard, kick);
                 false
             }
             Kick::Replaced => {
@@ -576,11 +589,7 @@ impl Attached {
                 self.answer_poll(shard, stream, &[KEEPALIVE]).await
             }
             Err(kick) => {
-                let counter = match kick {
-                    Kick::SlowConsumer => &shard.metrics.slow_consumer,
-                    Kick::Replaced => &shard.metrics.replaced,
-                };
-                Metrics::add(counter, 1);
+                count_kick(shard, kick);
                 self.answer_poll(shard, stream, &[KEEPALIVE]).await
             }
         };

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use super::attach::{Attached, Event, Mode, Step};
+use super::attach::{count_kick, Attached, Event, Mode, Step};
 use super::conn::{Answer, Next};
 use super::reply;
 use super::request::Request;
@@ -232,7 +232,6 @@ impl Attached {
         stream: &TcpStream,
         event: Event,
     ) -> Step {
-        let keepalive_ms = shard.config().keepalive_ms;
         let Mode::WebSocket(state) = &mut self.mode else {
             return Step::End(Next::Close);
         };
@@ -281,16 +280,15 @@ impl Attached {
                 if !send_all(stream, out).await {
                     return Step::End(Next::Close);
                 }
-                shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
+                self.arm_keepalive(shard);
                 Step::Wait
             }
-            Err(Kick::SlowConsumer) => {
-                Metrics::add(&shard.metrics.slow_consumer, 1);
-                Step::End(Next::Close)
-            }
-            Err(Kick::Replaced) => {
-                Metrics::add(&shard.metrics.replaced, 1);
-                Step::End(boxed_fail(stream, CLOSE_NORMAL, "replaced").await)
+            Err(kick) => {
+                count_kick(shard, kick);
+                match kick {
+                    Kick::SlowConsumer => Step::End(Next::Close),
+                    Kick::Replaced => Step::End(boxed_fail(stream, CLOSE_NORMAL, "replaced").await),
+                }
             }
         }
     }
