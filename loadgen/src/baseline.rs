@@ -8,7 +8,9 @@
 //!   never reads from it again;
 //! - `POST /pub/<channel>` writes the body, pre-encoded once, to every subscriber of the
 //!   channel with one blocking `write_all` each, then answers `202`. Publishes to one channel
-//!   are serialised by the channel's lock, so every subscriber sees the same order;
+//!   are serialised by the channel's lock, so every subscriber sees the same order. Pipelined
+//!   publishes already read (a burst) are coalesced as any server may: one write per
+//!   subscriber of each channel for the whole burst, and one write for its answers;
 //! - `GET /stats` answers `{"subscribers":N,"published":M}`.
 //!
 //! The connection reader ([`Conn`], [`Head`]) is shared with the GRIP origin (`grip`).
@@ -190,9 +192,10 @@ impl Server {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Writes the pre-encoded message to every subscriber of `name`, dropping those whose
-    /// write fails or times out. Empty channels stay in the map (channels are few).
-    fn publish(&self, name: &str, message: &Encoded) {
+    /// Writes the pre-encoded messages (`count` of them) to every subscriber of `name`,
+    /// dropping those whose write fails or times out. Empty channels stay in the map
+    /// (channels are few).
+    fn publish(&self, name: &str, message: &Encoded, count: u64) {
         if let Some(channel) = self.channel(name) {
             let mut subscribers = lock(&channel);
             let before = subscribers.len();
@@ -206,11 +209,11 @@ impl Server {
                     .fetch_sub(dropped as u64, Ordering::Relaxed);
             }
         }
-        self.published.fetch_add(1, Ordering::Relaxed);
+        self.published.fetch_add(count, Ordering::Relaxed);
     }
 }
 
-/// One message in both wire forms, encoded once per publish into reused buffers.
+/// Messages in both wire forms, each encoded once per publish, appended in publish order.
 #[derive(Default)]
 struct Encoded {
     sse: Vec<u8>,
@@ -218,16 +221,70 @@ struct Encoded {
 }
 
 impl Encoded {
-    fn encode(&mut self, body: &[u8]) {
+    fn append(&mut self, body: &[u8]) {
         encode_sse(body, &mut self.sse);
         encode_ws_text(body, &mut self.ws);
     }
 }
 
-/// `data: <line>\n` for each line of `body` (split at CRLF, CR or LF, as SSE parsers do),
-/// then the blank line that ends the event.
+/// Bytes of messages a burst holds before it is written anyway.
+const BURST_BYTES_MAX: usize = 256 * 1024;
+
+/// The publishes of one burst not yet written: per channel, in order, and their answers.
+/// Buffers are reused from burst to burst.
+#[derive(Default)]
+struct Burst {
+    /// `(channel, messages, count)`; entries past `used` are spare.
+    channels: Vec<(String, Encoded, u64)>,
+    used: usize,
+    answers: Vec<u8>,
+    bytes: usize,
+}
+
+impl Burst {
+    fn add(&mut self, channel: &str, body: &[u8], answer: &[u8]) {
+        let i = match self.channels[..self.used]
+            .iter()
+            .position(|(name, _, _)| name == channel)
+        {
+            Some(i) => i,
+            None => {
+                if self.used == self.channels.len() {
+                    self.channels.push(Default::default());
+                }
+                let (name, _, _) = &mut self.channels[self.used];
+                name.clear();
+                name.push_str(channel);
+                self.used += 1;
+                self.used - 1
+            }
+        };
+        let (_, messages, count) = &mut self.channels[i];
+        messages.append(body);
+        *count += 1;
+        self.bytes += body.len();
+        self.answers.extend_from_slice(answer);
+    }
+
+    /// Writes the burst to the subscribers, then its answers to the publisher.
+    fn flush(&mut self, server: &Server, publisher: &TcpStream) -> io::Result<()> {
+        for (name, messages, count) in &mut self.channels[..self.used] {
+            server.publish(name, messages, *count);
+            messages.sse.clear();
+            messages.ws.clear();
+            *count = 0;
+        }
+        self.used = 0;
+        self.bytes = 0;
+        let answered = (&*publisher).write_all(&self.answers);
+        self.answers.clear();
+        answered
+    }
+}
+
+/// Appends `data: <line>\n` for each line of `body` (split at CRLF, CR or LF, as SSE parsers
+/// do), then the blank line that ends the event.
 fn encode_sse(body: &[u8], out: &mut Vec<u8>) {
-    out.clear();
     out.extend_from_slice(b"data: ");
     let mut rest = body;
     while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
@@ -240,9 +297,8 @@ fn encode_sse(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
-/// One unmasked, final text frame (RFC 6455 §5.2) carrying `body`.
+/// Appends one unmasked, final text frame (RFC 6455 §5.2) carrying `body`.
 fn encode_ws_text(body: &[u8], out: &mut Vec<u8>) {
-    out.clear();
     out.push(0x81); // FIN + text
     let len = body.len();
     if len < 126 {
@@ -459,6 +515,20 @@ impl Conn {
         }
     }
 
+    /// Whether a whole request (head and body) is already buffered, so that serving it will
+    /// not wait for the peer. False for a request that will be refused.
+    fn request_buffered(&self) -> bool {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(n)) = req.parse(&self.buf[..self.len]) else {
+            return false;
+        };
+        let mut head = Head::default();
+        head.fill(n, &req).is_ok()
+            && n <= MAX_HEAD
+            && head.content_length.unwrap_or(0) <= self.len - n
+    }
+
     /// The body of the request whose head is `head`, read in full. Answers
     /// `Expect: 100-continue` first if the body has not started arriving.
     pub fn body(&mut self, head: &Head) -> Result<&[u8], Fail> {
@@ -543,8 +613,13 @@ fn route(head: &Head) -> Route<'_> {
 fn serve_connection(server: &Server, stream: TcpStream) {
     let mut conn = Conn::new(stream);
     let mut head = Head::default();
-    let mut message = Encoded::default();
-    match serve_requests(server, &mut conn, &mut head, &mut message) {
+    let mut burst = Burst::default();
+    let served = serve_requests(server, &mut conn, &mut head, &mut burst);
+    // Publishes of a burst cut short by an error are still delivered and answered first.
+    if burst.flush(server, conn.stream()).is_err() {
+        return;
+    }
+    match served {
         Ok(None) | Err(Fail::Close) => {}
         Ok(Some(ws)) => {
             let stream = conn.into_stream();
@@ -565,14 +640,19 @@ fn serve_connection(server: &Server, stream: TcpStream) {
 }
 
 /// Serves requests until the connection closes (`Ok(None)`) or becomes a subscriber of
-/// the channel in `head` (`Ok(Some(ws))`, the response head already written).
+/// the channel in `head` (`Ok(Some(ws))`, the response head already written). Publishes
+/// gather in `burst` while the next request is already buffered; the caller flushes what
+/// is left when this returns.
 fn serve_requests(
     server: &Server,
     conn: &mut Conn,
     head: &mut Head,
-    message: &mut Encoded,
+    burst: &mut Burst,
 ) -> Result<Option<bool>, Fail> {
     while conn.next_head(head)? {
+        if !matches!(route(head), Route::Publish(_)) {
+            burst.flush(server, conn.stream())?;
+        }
         match route(head) {
             Route::Subscribe(_) => {
                 if head.has_body() {
@@ -600,15 +680,16 @@ fn serve_requests(
                 if head.transfer_encoding || head.content_length.is_none() {
                     return Err(Fail::Status(411));
                 }
-                message.encode(conn.body(head)?);
-                server.publish(channel, message);
-                conn.consume(head);
                 let answer: &[u8] = if head.keep_alive {
                     b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"
                 } else {
                     b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                 };
-                conn.stream().write_all(answer)?;
+                burst.add(channel, conn.body(head)?, answer);
+                conn.consume(head);
+                if !head.keep_alive || burst.bytes > BURST_BYTES_MAX || !conn.request_buffered() {
+                    burst.flush(server, conn.stream())?;
+                }
             }
             Route::Stats => {
                 if head.has_body() {
@@ -778,10 +859,12 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         encode_sse(b"hi", &mut out);
         assert_eq!(out, b"data: hi\n\n");
+        out.clear();
         encode_sse(b"a\nb\r\nc\rd", &mut out);
         assert_eq!(out, b"data: a\ndata: b\ndata: c\ndata: d\n\n");
+        // Appended after what the buffer holds (a burst's earlier messages).
         encode_sse(b"", &mut out);
-        assert_eq!(out, b"data: \n\n");
+        assert_eq!(out, b"data: a\ndata: b\ndata: c\ndata: d\n\ndata: \n\n");
     }
 
     #[test]
@@ -795,6 +878,7 @@ pub(crate) mod tests {
             (65536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
         ] {
             let body = vec![b'x'; len];
+            out.clear();
             encode_ws_text(&body, &mut out);
             assert_eq!(&out[..header.len()], &header[..], "length {len}");
             assert_eq!(&out[header.len()..], &body[..], "length {len}");
@@ -847,6 +931,35 @@ pub(crate) mod tests {
         assert_silent(&mut other);
         assert_silent(&mut publisher);
         assert_eq!(stats(addr)["published"], 2);
+    }
+
+    #[test]
+    fn a_burst_over_two_channels_keeps_each_channels_order_and_answers_before_a_refusal() {
+        let addr = start("127.0.0.1:0".parse().unwrap(), 1).expect("start");
+        let mut room = subscribe_sse(addr, "room");
+        let mut other = subscribe_ws(addr, "other");
+        wait_for_subscribers(addr, 2);
+
+        let mut publisher = connect(addr);
+        let mut requests = Vec::new();
+        for (channel, body) in [("room", "a"), ("other", "b"), ("room", "c"), ("other", "d")] {
+            requests.extend(publish_request(channel, body.as_bytes()));
+        }
+        requests.extend_from_slice(b"GET /nope HTTP/1.1\r\n\r\n");
+        publisher.write_all(&requests).expect("publish");
+
+        let want = b"data: a\n\ndata: c\n\n";
+        assert_eq!(read_exactly(&mut room, want.len()), want);
+        let want = [0x81, 1, b'b', 0x81, 1, b'd'];
+        assert_eq!(read_exactly(&mut other, want.len()), want);
+        let accepted = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+        let answers = read_exactly(&mut publisher, 4 * accepted.len());
+        assert_eq!(answers, accepted.repeat(4));
+        let (head, _) = read_response(&mut publisher);
+        assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+        assert_silent(&mut room);
+        assert_silent(&mut other);
+        assert_eq!(stats(addr)["published"], 4);
     }
 
     #[test]

@@ -376,14 +376,20 @@ fn take_messages(
 }
 
 /// Where the first complete SSE event ends (past its blank line), for `\n` and `\r\n`
-/// line ends alike.
+/// line ends alike. One pass over the line ends: the body may hold many events, and it is
+/// searched again after each one is taken.
 fn sse_event_end(body: &[u8]) -> Option<usize> {
-    let lf = memchr::memmem::find(body, b"\n\n").map(|i| i + 2);
-    let crlf = memchr::memmem::find(body, b"\n\r\n").map(|i| i + 3);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &body[from..]) {
+        let next = from + i + 1;
+        match body.get(next..)? {
+            [b'\n', ..] => return Some(next + 1),
+            [b'\r', b'\n', ..] => return Some(next + 2),
+            [b'\r'] => return None,
+            _ => from = next,
+        }
     }
+    None
 }
 
 async fn receive_stream(
@@ -497,6 +503,18 @@ mod tests {
         );
         assert_eq!(seen, [r#"{"a":1}"#, r#"{"b":2}"#]);
         assert_eq!(&rest[..], b"data: {\"c\"");
+    }
+
+    #[test]
+    fn sse_event_ends_are_found_in_one_pass_whatever_the_line_ends() {
+        assert_eq!(sse_event_end(b"data: a\n\ndata: b\n\n"), Some(9));
+        assert_eq!(sse_event_end(b"data: a\r\n\r\ndata: b\n\n"), Some(11));
+        assert_eq!(sse_event_end(b"data: a\nid: 1\n\n"), Some(15));
+        // An end still arriving.
+        assert_eq!(sse_event_end(b"data: a\n"), None);
+        assert_eq!(sse_event_end(b"data: a\r\n\r"), None);
+        assert_eq!(sse_event_end(b"data: a\n\rb\n"), None);
+        assert_eq!(sse_event_end(b""), None);
     }
 
     #[test]

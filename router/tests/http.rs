@@ -755,3 +755,108 @@ fn a_stream_stays_healthy_while_other_connections_misbehave() {
     check(&mut s);
     assert!(!s.ended);
 }
+
+/// `n` publishes of `[i]` on `path`, as one pipelined burst.
+fn publish_burst(path: &str, n: usize) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for i in 0..n {
+        let body = format!("[{i}]");
+        raw.extend_from_slice(
+            format!(
+                "POST /publish{path} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    }
+    raw
+}
+
+/// Reads `n` publish answers; returns their datagram ids in order.
+fn accepted_ids(c: &mut Client, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|_| {
+            let (head, body) = c.response();
+            assert_eq!(head.status, 202, "{body}");
+            accepted_id(&body)
+        })
+        .collect()
+}
+
+/// A burst far larger than one read and than the answers held back at once: every publish is
+/// answered in order and delivered in order, and the subscriber sees nothing else.
+#[test]
+fn a_long_pipelined_burst_is_answered_and_delivered_in_order() {
+    const N: usize = 3000;
+    // A subscriber more than the replay buffer behind is cut off as a slow consumer; on a busy
+    // test machine this one may fall behind the burst for a moment.
+    let addr = start(&["--replay-datagrams-max", "4096"]);
+    let mut s = Stream::open(addr, "/tunnel?format=nul&path=/burst/*");
+    assert_eq!(s.nul_json().expect("control")["type"], "tunnel");
+    let mut c = Client::new(addr);
+    let raw = publish_burst("/burst/a", N);
+    assert!(raw.len() > 64 * 1024);
+    // Written and received on other threads: the answers are read while the burst is still
+    // going out, and the subscriber keeps up (one that stops reading is cut off).
+    let mut writer = c.reader.get_ref().try_clone().unwrap();
+    let sender = std::thread::spawn(move || writer.write_all(&raw).unwrap());
+    let receiver = std::thread::spawn(move || {
+        (0..N)
+            .map(|_| String::from_utf8(s.record(b"\0").expect("a datagram")).unwrap())
+            .collect::<Vec<_>>()
+    });
+    let ids = accepted_ids(&mut c, N);
+    sender.join().unwrap();
+    let got = receiver.join().unwrap();
+    for (i, (id, got)) in ids.iter().zip(got).enumerate() {
+        assert_eq!(got, datagram(id, "/burst/a", &format!("[{i}]")));
+    }
+    // The publisher's connection is still good for a lone request.
+    let (head, _) = exchange(&mut c, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 200);
+}
+
+/// Answers held back for a burst go out before whatever the next request writes itself: a
+/// stream's head, a refusal of an unreadable request, or the last answer before the client
+/// stops sending.
+#[test]
+fn answers_held_back_for_a_burst_come_before_the_next_answer() {
+    let addr = start(&[]);
+
+    // Then a stream on the same connection.
+    let mut c = Client::new(addr);
+    let mut raw = publish_burst("/held/a", 3);
+    raw.extend_from_slice(b"GET /tunnel?format=sse&path=/held/* HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.send(&raw);
+    accepted_ids(&mut c, 3);
+    let head = c.head();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-type"), Some("text/event-stream"));
+    let mut s = Stream::of(c, head);
+    assert_eq!(s.sse_json().expect("control")["type"], "tunnel");
+    let id = publish(addr, "/held/b", "7");
+    assert_eq!(
+        s.sse_event().unwrap(),
+        vec![
+            format!("id: {id}"),
+            format!("data: {}", datagram(&id, "/held/b", "7"))
+        ]
+    );
+
+    // Then a request that cannot be read.
+    let mut c = Client::new(addr);
+    let mut raw = publish_burst("/held/a", 2);
+    raw.extend_from_slice(b"GET /x HTTP/1.1\r\nContent-Length: nope\r\n\r\n");
+    c.send(&raw);
+    accepted_ids(&mut c, 2);
+    let (head, _) = c.response();
+    assert_eq!(head.status, 400);
+    assert_closed(&mut c);
+
+    // Then the client stops sending (half-close): every answer still arrives.
+    let mut c = Client::new(addr);
+    c.send(&publish_burst("/held/a", 5));
+    c.reader.get_ref().shutdown(Shutdown::Write).unwrap();
+    accepted_ids(&mut c, 5);
+    assert_closed(&mut c);
+}

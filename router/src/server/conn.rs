@@ -53,6 +53,22 @@ impl Peer {
     }
 }
 
+/// What a connection holds between pipelined requests, boxed because few connections pipeline:
+/// the bytes read past the last request, and the answers held back ("corked") while more
+/// requests are already buffered. A burst of pipelined requests (a publisher's, typically) is
+/// answered with one write, and the tunnels its publishes wake see the whole burst at once and
+/// write it with one `send` each instead of one per datagram. Corked answers go out before the
+/// connection waits for its peer (who may be waiting for them) and before anything else writes
+/// to the socket.
+#[derive(Default)]
+pub struct Pipeline {
+    pub input: BytesMut,
+    pub corked: BytesMut,
+}
+
+/// Answers corked at most before they are written anyway.
+const CORKED_BYTES_MAX: usize = 64 * 1024;
+
 /// Keeps `connections_open` right however the connection ends; the connection's handle on its
 /// shard.
 struct OpenGuard(Rc<Shard>);
@@ -78,9 +94,13 @@ pub fn serve(
 ) -> impl Future<Output = ()> {
     Metrics::add(&shard.metrics.connections_open, 1);
     let open = OpenGuard(shard);
-    // Bytes read past the last request (a pipelined one), boxed: rare, and 8 bytes here
-    // rather than a buffer's 32 for every connection.
-    let mut rest = (!buf.is_empty()).then(|| Box::new(buf));
+    // Boxed: rare, and 8 bytes here rather than two buffers' 64 for every connection.
+    let mut rest = (!buf.is_empty()).then(|| {
+        Box::new(Pipeline {
+            input: buf,
+            corked: BytesMut::new(),
+        })
+    });
     // An async block rather than an async fn: it uses what it captures in place, where an async
     // fn would keep a second copy of its arguments in its state.
     async move {
@@ -92,12 +112,12 @@ pub fn serve(
                     Read::Request(r) => r,
                     Read::Closed => return,
                     Read::Failed(e) => {
-                        boxed_refuse(shard, &mut stream, e).await;
+                        boxed_refuse(shard, &mut stream, &mut rest, e).await;
                         return;
                     }
                 },
             };
-            let next = match boxed_route(shard, &mut stream, peer, request).await {
+            let next = match boxed_route(shard, &mut stream, peer, request, &mut rest).await {
                 Next::Attached(attached) => {
                     let mut attached = unbox(attached);
                     // One readiness poll, armed until the peer sends or closes: handling the
@@ -123,7 +143,7 @@ pub fn serve(
                 Next::KeepAlive => {}
                 Next::Close | Next::Attached(_) => return,
                 Next::Handoff(to, request) => {
-                    let rest = rest.map_or_else(BytesMut::new, |b| *b);
+                    let rest = rest.map_or_else(BytesMut::new, |p| p.input);
                     boxed_handoff(shard, stream, peer, request, rest, to).await;
                     return;
                 }
@@ -152,39 +172,59 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 fn boxed_read<'a>(
     shard: &'a Shard,
     stream: &'a mut TcpStream,
-    rest: &'a mut Option<Box<BytesMut>>,
+    rest: &'a mut Option<Box<Pipeline>>,
 ) -> Boxed<'a, Read> {
     Box::pin(async move {
-        let mut buf = rest.take().map_or_else(BytesMut::new, |b| *b);
-        let read = read_request(shard, stream, &mut buf).await;
-        if buf.is_empty() {
+        let Pipeline {
+            input: mut buf,
+            mut corked,
+        } = rest.take().map(unbox).unwrap_or_default();
+        let read = read_request(shard, stream, &mut buf, &mut corked).await;
+        if buf.is_empty() && corked.is_empty() {
             // Nothing pipelined: hold no buffer while the request is served or we wait.
             shard.give_read_buffer(buf);
         } else {
-            *rest = Some(Box::new(buf));
+            *rest = Some(Box::new(Pipeline { input: buf, corked }));
         }
         read
     })
 }
 
+/// Routes a request. A connection that is not kept for the next request (it closes, moves to
+/// another shard or attaches) first gets the answers still corked for the requests before.
 fn boxed_route<'a>(
     shard: &'a Rc<Shard>,
     stream: &'a mut TcpStream,
     peer: Peer,
     request: Box<Request>,
+    rest: &'a mut Option<Box<Pipeline>>,
 ) -> Boxed<'a, Next> {
-    Box::pin(route(shard, stream, peer, request))
+    Box::pin(async move {
+        let next = route(shard, stream, peer, request, rest.as_deref_mut()).await;
+        match rest.as_deref_mut() {
+            Some(p) if !matches!(next, Next::KeepAlive) && !p.corked.is_empty() => {
+                if reply::uncork(stream, &mut p.corked).await {
+                    next
+                } else {
+                    Next::Close
+                }
+            }
+            _ => next,
+        }
+    })
 }
 
-/// Answers a request that could not be read, then closes.
+/// Answers a request that could not be read (after the answers still corked), then closes.
 fn boxed_refuse<'a>(
     shard: &'a Shard,
     stream: &'a mut TcpStream,
+    rest: &'a mut Option<Box<Pipeline>>,
     e: http1::HttpError,
 ) -> Boxed<'a, ()> {
     Box::pin(async move {
         Metrics::add(&shard.metrics.requests_failed, 1);
-        let out = reply::error(e.status(), e.message(), None, Persist::CLOSE);
+        let mut out = rest.take().map(|p| p.corked).unwrap_or_default();
+        out.unsplit(reply::error(e.status(), e.message(), None, Persist::CLOSE));
         if send(stream, out).await {
             linger_close(stream).await;
         }
@@ -282,7 +322,10 @@ impl Params<'_> {
 /// Per-request answering context.
 pub struct Answer<'a> {
     pub shard: &'a Rc<Shard>,
+    /// Handlers that write to it other than through `send` call `uncork` first.
     pub stream: &'a mut TcpStream,
+    /// Present when the connection has pipelined: answers may be corked there.
+    pipeline: Option<&'a mut Pipeline>,
     pub persist: Persist,
     /// A HEAD request: answers carry no body.
     pub head_only: bool,
@@ -299,15 +342,39 @@ impl Answer<'_> {
         }
     }
 
-    /// Sends a complete answer (without its body for HEAD) and says what comes next.
+    /// Sends a complete answer (without its body for HEAD) and says what comes next. When
+    /// another request is already buffered and the connection stays open, the answer is corked
+    /// instead: it goes out with the next one written.
     pub async fn send(&mut self, mut out: BytesMut) -> Next {
         if self.head_only {
             reply::strip_body(&mut out);
         }
+        let next = self.next();
+        if let Some(p) = self.pipeline.as_deref_mut() {
+            let more = !p.input.is_empty() && matches!(next, Next::KeepAlive);
+            if more && p.corked.len() + out.len() <= CORKED_BYTES_MAX {
+                p.corked.unsplit(out);
+                return next;
+            }
+            if !p.corked.is_empty() {
+                let mut all = std::mem::take(&mut p.corked);
+                all.unsplit(out);
+                out = all;
+            }
+        }
         if send(self.stream, out).await {
-            self.next()
+            next
         } else {
             Next::Close
+        }
+    }
+
+    /// Writes the corked answers, before a handler writes to the socket itself. False when
+    /// the peer is gone.
+    pub async fn uncork(&mut self) -> bool {
+        match self.pipeline.as_deref_mut() {
+            Some(p) => reply::uncork(self.stream, &mut p.corked).await,
+            None => true,
         }
     }
 
@@ -363,36 +430,34 @@ async fn route(
     stream: &mut TcpStream,
     peer: Peer,
     request: Box<Request>,
+    pipeline: Option<&mut Pipeline>,
 ) -> Next {
     let head = &request.head;
     let keep_alive = head.keep_alive;
-    let persist = Persist::of(head);
-    let params = match query::parse(head.query()) {
-        Ok(p) => Params(p),
-        Err(_) => {
-            Metrics::add(&shard.metrics.requests_failed, 1);
-            let out = reply::error(400, "invalid percent-encoding in query", None, persist);
-            return close_unless(send(stream, out).await, keep_alive);
-        }
-    };
-    let cb = match params.get("cb") {
-        Some(cb) if callback_valid(cb) => Some(cb.to_owned()),
-        Some(_) => {
-            Metrics::add(&shard.metrics.requests_failed, 1);
-            let out = reply::error(400, "invalid callback name", None, persist);
-            return close_unless(send(stream, out).await, keep_alive);
-        }
-        None => None,
-    };
-    let path = head.path();
     let method = head.method;
     let mut answer = Answer {
         shard,
         stream,
-        persist,
+        pipeline,
+        persist: Persist::of(head),
         head_only: method == Method::Head,
-        cb,
+        cb: None,
     };
+    let Ok(params) = query::parse(head.query()) else {
+        return answer.error(400, "invalid percent-encoding in query").await;
+    };
+    let params = Params(params);
+    match params.get("cb") {
+        Some(cb) if callback_valid(cb) => answer.cb = Some(cb.to_owned()),
+        Some(_) => return answer.error(400, "invalid callback name").await,
+        None => {}
+    }
+    let path = head.path();
+    // These write to the socket themselves (a stream's head, an upgrade's answer, a long-poll's
+    // late answer): the answers owed before them go first.
+    if matches!(path, "/tunnel" | "/echo") && !answer.uncork().await {
+        return Next::Close;
+    }
     match (method, path) {
         (Method::Options, p) if !p.starts_with("/publish/") => preflight(&mut answer).await,
         (Method::Get | Method::Head, "/" | "/index.html") => {
@@ -403,7 +468,7 @@ async fn route(
                 "text/html; charset=utf-8",
                 DEMO_PAGE.as_bytes(),
                 keep_alive,
-                persist.plain_headers(),
+                answer.persist.plain_headers(),
             );
             answer.send(out).await
         }
@@ -434,14 +499,6 @@ async fn route(
             answer.error(405, "method not allowed").await
         }
         _ => answer.error(404, "not found").await,
-    }
-}
-
-fn close_unless(sent: bool, keep_alive: bool) -> Next {
-    if sent && keep_alive {
-        Next::KeepAlive
-    } else {
-        Next::Close
     }
 }
 

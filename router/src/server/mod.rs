@@ -255,7 +255,7 @@ async fn mesh_task(shard: Rc<Shard>, mut incoming: Vec<rtrb::Consumer<ShardMsg>>
 
 fn handle_msg(shard: &Rc<Shard>, msg: ShardMsg) {
     match msg {
-        ShardMsg::Publish(datagram) => shard.deliver(&datagram),
+        ShardMsg::Publish(datagram) => shard.deliver(&datagram.copied()),
         ShardMsg::Private {
             tunnel,
             datagram,

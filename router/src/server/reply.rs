@@ -86,6 +86,11 @@ pub async fn send(stream: &mut TcpStream, out: BytesMut) -> bool {
     result.is_ok()
 }
 
+/// Writes the answers corked for pipelined requests, if any; false when the peer is gone.
+pub async fn uncork(stream: &mut TcpStream, corked: &mut BytesMut) -> bool {
+    corked.is_empty() || send(stream, std::mem::take(corked)).await
+}
+
 type WriteFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = monoio::BufResult<usize, BytesMut>> + 'a>>;
 

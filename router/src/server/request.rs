@@ -7,6 +7,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::time::Duration;
 
+use super::reply;
 use crate::wire::http1::{self, BodyKind, ChunkedDecoder, Decoded, HttpError, RequestHead, Status};
 
 /// A complete request: its head and its decoded body.
@@ -17,6 +18,10 @@ pub struct Request {
 
 /// Bytes asked of the kernel per read while a request is arriving.
 const READ_CHUNK_BYTES: usize = 4096;
+/// Most bytes asked per read once reads keep filling the buffer: a publisher's pipelined burst
+/// is then read, answered and delivered in fewer and larger batches. The buffer grows only
+/// while the burst lasts; an idle connection gives it up.
+const READ_BURST_BYTES_MAX: usize = 64 * 1024;
 
 /// What reading a request produced.
 pub enum Read {
@@ -27,24 +32,44 @@ pub enum Read {
     Failed(HttpError),
 }
 
-/// Reads into the spare capacity of `buf`; returns bytes read (0 at end of stream).
+/// Reads into the spare capacity of `buf`; returns bytes read (0 at end of stream). A read
+/// that fills the spare capacity doubles it for the next one, up to `READ_BURST_BYTES_MAX`.
 pub async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 2 {
         buf.reserve(READ_CHUNK_BYTES);
     }
     let len = buf.len();
+    let spare = buf.capacity() - len;
     let owned = std::mem::take(buf);
     let (result, slice) = stream.read(owned.slice_mut(len..)).await;
     *buf = slice.into_inner();
+    if matches!(result, Ok(n) if n == spare) {
+        buf.reserve((2 * spare).min(READ_BURST_BYTES_MAX));
+    }
     result
+}
+
+/// Writes the corked answers, then reads more: a pipelining peer may wait for its answers
+/// before it sends the rest.
+async fn uncork_then_read(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    corked: &mut BytesMut,
+) -> std::io::Result<usize> {
+    if !reply::uncork(stream, corked).await {
+        return Err(std::io::ErrorKind::BrokenPipe.into());
+    }
+    read_more(stream, buf).await
 }
 
 /// Reads the next request. `buf` may already hold bytes of it (pipelining); it keeps whatever
 /// follows the request. While no byte of a request has arrived the connection holds no buffer.
+/// `corked` holds answers to earlier requests, written before anything waits for the peer.
 pub async fn read_request(
     shard: &crate::shard::Shard,
     stream: &mut TcpStream,
     buf: &mut BytesMut,
+    corked: &mut BytesMut,
 ) -> Read {
     let config = shard.config();
     let limits = &http1::Limits {
@@ -55,6 +80,9 @@ pub async fn read_request(
     let header_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     if buf.is_empty() {
+        if !reply::uncork(stream, corked).await {
+            return Read::Closed;
+        }
         shard.give_read_buffer(std::mem::take(buf));
         match monoio::time::timeout(idle_timeout, stream.readable(false)).await {
             Ok(Ok(())) => {}
@@ -70,7 +98,7 @@ pub async fn read_request(
             Err(e) => return Read::Failed(e),
         }
         let was_empty = buf.is_empty();
-        match monoio::time::timeout_at(deadline, read_more(stream, buf)).await {
+        match monoio::time::timeout_at(deadline, uncork_then_read(stream, buf, corked)).await {
             Ok(Ok(0)) | Ok(Err(_)) => {
                 return if was_empty {
                     Read::Closed
@@ -84,6 +112,9 @@ pub async fn read_request(
     };
     buf.advance(head.head_len);
     if head.expect_continue && head.body != BodyKind::None && buf.is_empty() {
+        if !reply::uncork(stream, corked).await {
+            return Read::Closed;
+        }
         let (result, _) = stream
             .write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..])
             .await;
@@ -96,7 +127,9 @@ pub async fn read_request(
         BodyKind::Length(n) => {
             let n = n as usize;
             while buf.len() < n {
-                match monoio::time::timeout_at(deadline, read_more(stream, buf)).await {
+                match monoio::time::timeout_at(deadline, uncork_then_read(stream, buf, corked))
+                    .await
+                {
                     Ok(Ok(0)) | Ok(Err(_)) => {
                         return Read::Failed(HttpError::BadRequest("connection closed mid-body"))
                     }
@@ -115,7 +148,9 @@ pub async fn read_request(
                     Ok(Decoded::NeedMore) => {}
                     Err(e) => return Read::Failed(e),
                 }
-                match monoio::time::timeout_at(deadline, read_more(stream, buf)).await {
+                match monoio::time::timeout_at(deadline, uncork_then_read(stream, buf, corked))
+                    .await
+                {
                     Ok(Ok(0)) | Ok(Err(_)) => {
                         return Read::Failed(HttpError::BadRequest("connection closed mid-body"))
                     }

@@ -167,6 +167,11 @@ impl Stream {
         let mut client = Client::new(addr);
         client.get(target);
         let head = client.head();
+        Stream::of(client, head)
+    }
+
+    /// The stream whose head `client` has just read.
+    pub fn of(client: Client, head: Head) -> Stream {
         Stream {
             client,
             head,
