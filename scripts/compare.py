@@ -11,10 +11,11 @@ one latency SVG per latency scenario and transport.
 
 Scenarios (sizes overridable by flags; --quick shrinks everything about 10x):
   idle        --live 0 --idle 10000: memory per idle tunnel and connect rate
-  saturation  --live 1000 --paths 10 --rate 6000 (600k deliveries/s offered) for 10 s,
-              --drain-ms 10000: the most deliveries/s each target sustains, and its losses
-              (3000/s, 300k deliveries/s, did not saturate the router or the baseline here;
-              the backlog above capacity needs the long drain)
+  saturation  --live 1000 --paths 10 --rate 36000 (3.6M deliveries/s offered) for 4 s,
+              --drain-ms 40000: the most deliveries/s each target sustains, and its losses
+              (600k/s and then 2.4M/s stopped saturating the router or the raw baseline
+              here once both coalesce a publisher's pipelined burst; the backlog above
+              capacity needs the long drain: Nchan takes ~30 s for its 14.4M deliveries)
   fixed       --live 10000 --paths 1000 --rate 2000 (20,000 deliveries/s) for 10 s:
               latency percentiles, gaps and duplicates
 
@@ -498,9 +499,9 @@ def main():
     g_ = p.add_argument_group("saturation scenario")
     g_.add_argument("--sat-live", type=int, default=1000, help="live tunnels")
     g_.add_argument("--sat-paths", type=int, default=10, help="paths (fan-out = live / paths)")
-    g_.add_argument("--sat-rate", type=int, default=6000, help="publishes/s offered")
-    g_.add_argument("--sat-duration-s", type=int, default=10, help="publishing time")
-    g_.add_argument("--sat-drain-ms", type=int, default=10000, help="wait for stragglers after the last publish")
+    g_.add_argument("--sat-rate", type=int, default=36000, help="publishes/s offered")
+    g_.add_argument("--sat-duration-s", type=int, default=4, help="publishing time")
+    g_.add_argument("--sat-drain-ms", type=int, default=40000, help="wait for stragglers after the last publish")
     g_ = p.add_argument_group("fixed-load scenario")
     g_.add_argument("--fixed-live", type=int, default=10000, help="live tunnels")
     g_.add_argument("--fixed-paths", type=int, default=1000, help="paths (fan-out = live / paths)")

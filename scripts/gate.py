@@ -6,7 +6,7 @@ Builds nothing: expects target/release/router and target/release/loadgen (`cargo
 the raw baseline (`loadgen baseline`) and runs the same small scenario against both:
 
   fixed       SSE, 500 live tunnels, 20 paths, 400 publishes/s (10,000 deliveries/s), 5 s
-  saturation  the same tunnels, 20,000 publishes/s offered (500,000 deliveries/s), 4 s
+  saturation  the same tunnels, 100,000 publishes/s offered (2,500,000 deliveries/s), 2 s
 
 and computes two ratios, router/baseline: p99 latency at the fixed load (lower is better)
 and deliveries/s at saturation (higher is better). Comparing with the baseline machine's own
@@ -151,10 +151,11 @@ def main():
     p.add_argument("--fixed-rate", type=int, default=400, help="publishes/s at the fixed load (default %(default)s)")
     p.add_argument("--fixed-duration-s", type=int, default=5, help="default %(default)s")
     p.add_argument("--fixed-drain-ms", type=int, default=1000, help="default %(default)s")
-    p.add_argument("--sat-rate", type=int, default=20000,
-                   help="publishes/s offered at saturation (default %(default)s; 8000 did not saturate here)")
-    p.add_argument("--sat-duration-s", type=int, default=4, help="default %(default)s")
-    p.add_argument("--sat-drain-ms", type=int, default=3000,
+    p.add_argument("--sat-rate", type=int, default=100000,
+                   help="publishes/s offered at saturation (default %(default)s; 20000 stopped saturating here "
+                        "once the router and the baseline coalesced pipelined publishes)")
+    p.add_argument("--sat-duration-s", type=int, default=2, help="default %(default)s")
+    p.add_argument("--sat-drain-ms", type=int, default=10000,
                    help="long enough for the backlog above capacity to arrive (default %(default)s)")
     p.add_argument("--ramp-per-s", type=int, default=20000, help="tunnel connects/s (default %(default)s)")
     p.add_argument("--settle-s", type=float, default=0.5, help="wait after a target starts (default %(default)s)")

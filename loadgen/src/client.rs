@@ -111,7 +111,7 @@ impl Counters {
 }
 
 impl Receiver<'_> {
-    fn message(&self, bytes: &[u8]) -> Result<Message, &'static str> {
+    fn message<'b>(&self, bytes: &'b [u8]) -> Result<Message<'b>, &'static str> {
         let message = Message::parse(bytes)?;
         if let Some(payload) = message.payload() {
             self.deliver(payload);
@@ -457,8 +457,8 @@ async fn long_poll(
         }
         for raw in &answer.messages {
             let message = receiver.message(raw.get().as_bytes())?;
-            if message.id.is_some() {
-                last = message.id;
+            if let Some(id) = message.id {
+                last = Some(id.into_owned());
             }
         }
         if placement.zombie {

@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::attach::{self, Step};
@@ -64,10 +65,16 @@ impl Peer {
 pub struct Pipeline {
     pub input: BytesMut,
     pub corked: BytesMut,
+    /// The shard's delivery count when the first corked answer was held back.
+    corked_at: u64,
 }
 
 /// Answers corked at most before they are written anyway.
 const CORKED_BYTES_MAX: usize = 64 * 1024;
+/// Deliveries the shard makes at most while answers are corked. The connection yields only
+/// when it writes, so this bounds the time other connections on the shard wait for a burst
+/// of publishes to paths with many subscribers (a few milliseconds).
+const CORKED_DELIVERIES_MAX: u64 = 16 * 1024;
 
 /// Keeps `connections_open` right however the connection ends; the connection's handle on its
 /// shard.
@@ -98,7 +105,7 @@ pub fn serve(
     let mut rest = (!buf.is_empty()).then(|| {
         Box::new(Pipeline {
             input: buf,
-            corked: BytesMut::new(),
+            ..Pipeline::default()
         })
     });
     // An async block rather than an async fn: it uses what it captures in place, where an async
@@ -178,13 +185,18 @@ fn boxed_read<'a>(
         let Pipeline {
             input: mut buf,
             mut corked,
+            corked_at,
         } = rest.take().map(unbox).unwrap_or_default();
         let read = read_request(shard, stream, &mut buf, &mut corked).await;
         if buf.is_empty() && corked.is_empty() {
             // Nothing pipelined: hold no buffer while the request is served or we wait.
             shard.give_read_buffer(buf);
         } else {
-            *rest = Some(Box::new(Pipeline { input: buf, corked }));
+            *rest = Some(Box::new(Pipeline {
+                input: buf,
+                corked,
+                corked_at,
+            }));
         }
         read
     })
@@ -351,8 +363,15 @@ impl Answer<'_> {
         }
         let next = self.next();
         if let Some(p) = self.pipeline.as_deref_mut() {
+            let deliveries = self.shard.metrics.deliveries.load(Ordering::Relaxed);
+            if p.corked.is_empty() {
+                p.corked_at = deliveries;
+            }
             let more = !p.input.is_empty() && matches!(next, Next::KeepAlive);
-            if more && p.corked.len() + out.len() <= CORKED_BYTES_MAX {
+            if more
+                && p.corked.len() + out.len() <= CORKED_BYTES_MAX
+                && deliveries.wrapping_sub(p.corked_at) < CORKED_DELIVERIES_MAX
+            {
                 p.corked.unsplit(out);
                 return next;
             }

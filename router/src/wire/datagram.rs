@@ -168,6 +168,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_copy_is_equal_but_shares_no_memory() {
+        let id = DatagramId { shard: 0, seq: 7 };
+        for d in [
+            Datagram::encode(id, "/a/b", b"[1,2]"),
+            Datagram::encode_binary(id, "/a/b", &[0, 255, 3]),
+        ] {
+            let copy = d.copied();
+            assert_eq!(copy, d);
+            assert_eq!((copy.id(), copy.path()), (d.id(), d.path()));
+            assert_eq!(copy.binary(), d.binary());
+            assert_ne!(copy.bytes.as_ptr(), d.bytes.as_ptr());
+        }
+    }
+
+    #[test]
     fn encodes_and_exposes_fields() {
         let d = Datagram::encode(
             DatagramId { shard: 1, seq: 42 },
