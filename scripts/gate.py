@@ -7,6 +7,8 @@ the raw baseline (`loadgen baseline`) and runs the same small scenario against b
 
   fixed       SSE, 500 live tunnels, 20 paths, 400 publishes/s (10,000 deliveries/s), 5 s
   saturation  the same tunnels, 100,000 publishes/s offered (2,500,000 deliveries/s), 2 s
+              (the router delivered 0.91-0.96 of that here, the baseline all of it: a ratio
+              near 1 means the router is close to the load, a regression pulls it down)
 
 and computes two ratios, router/baseline: p99 latency at the fixed load (lower is better)
 and deliveries/s at saturation (higher is better). Comparing with the baseline machine's own
