@@ -526,30 +526,38 @@ fn unknown_paths_404_and_wrong_methods_405() {
     let addr = start(&[]);
     let mut c = Client::new(addr);
     let not_found = (404, error_body("not found"));
-    let not_allowed = (405, error_body("method not allowed"));
-    for (raw, expected) in [
-        ("GET /nope HTTP/1.1", &not_found),
-        ("POST /nope HTTP/1.1", &not_found),
-        ("GET /tunnel/x HTTP/1.1", &not_found),
-        ("GET /tunnel/x/y/subscribe HTTP/1.1", &not_found),
-        (
-            "GET /tunnel/0-0-0000000000000000/other HTTP/1.1",
-            &not_found,
-        ),
-        ("GET /events/x HTTP/1.1", &not_found),
-        ("GET /publish HTTP/1.1", &not_found),
-        ("PUT /events HTTP/1.1", &not_allowed),
-        ("DELETE /tunnel HTTP/1.1", &not_allowed),
-        ("POST /tunnel HTTP/1.1", &not_allowed),
-        ("POST /metrics HTTP/1.1", &not_allowed),
-        ("PATCH / HTTP/1.1", &not_allowed),
-        ("POST /index.html HTTP/1.1", &not_allowed),
-        ("GET /publish/a HTTP/1.1", &not_allowed),
-        ("PUT /tunnel/x/subscribe HTTP/1.1", &not_allowed),
-        ("DELETE /tunnel/x/unsubscribe HTTP/1.1", &not_allowed),
+    for raw in [
+        "GET /nope HTTP/1.1",
+        "POST /nope HTTP/1.1",
+        "GET /tunnel/x HTTP/1.1",
+        "GET /tunnel/x/y/subscribe HTTP/1.1",
+        "GET /tunnel/0-0-0000000000000000/other HTTP/1.1",
+        "GET /events/x HTTP/1.1",
+        "GET /publish HTTP/1.1",
     ] {
         let (head, body) = exchange(&mut c, format!("{raw}\r\nHost: t\r\n\r\n").as_bytes());
-        assert_eq!(&(head.status, body), expected, "{raw}");
+        assert_eq!((head.status, body), not_found, "{raw}");
+        assert_eq!(head.header("connection"), None, "{raw}: stays open");
+    }
+    // A 405 names the methods the resource allows (RFC 9110 §15.5.6).
+    let not_allowed = (405, error_body("method not allowed"));
+    for (raw, allow) in [
+        ("PUT /events HTTP/1.1", "GET, POST, OPTIONS"),
+        ("DELETE /tunnel HTTP/1.1", "GET, OPTIONS"),
+        ("POST /tunnel HTTP/1.1", "GET, OPTIONS"),
+        ("POST /metrics HTTP/1.1", "GET, HEAD, OPTIONS"),
+        ("PATCH / HTTP/1.1", "GET, HEAD, OPTIONS"),
+        ("POST /index.html HTTP/1.1", "GET, HEAD, OPTIONS"),
+        ("GET /publish/a HTTP/1.1", "POST"),
+        ("PUT /tunnel/x/subscribe HTTP/1.1", "GET, POST, OPTIONS"),
+        (
+            "DELETE /tunnel/x/unsubscribe HTTP/1.1",
+            "GET, POST, OPTIONS",
+        ),
+    ] {
+        let (head, body) = exchange(&mut c, format!("{raw}\r\nHost: t\r\n\r\n").as_bytes());
+        assert_eq!((head.status, body), not_allowed, "{raw}");
+        assert_eq!(head.header("allow"), Some(allow), "{raw}");
         assert_eq!(head.header("connection"), None, "{raw}: stays open");
     }
     // The demo page is served on both names.

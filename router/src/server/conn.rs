@@ -408,6 +408,20 @@ impl Answer<'_> {
         self.send(out).await
     }
 
+    /// 405, with the methods the resource does allow (RFC 9110 §15.5.6).
+    pub async fn not_allowed(&mut self, allow: &'static str) -> Next {
+        Metrics::add(&self.shard.metrics.requests_failed, 1);
+        let body = br#"{"ok":false,"error":"method not allowed"}"#;
+        let out = reply::json_with(
+            405,
+            body,
+            self.cb.as_deref(),
+            self.persist,
+            &[("Allow", allow)],
+        );
+        self.send(out).await
+    }
+
     pub async fn tunnel_error(&mut self, e: TunnelError) -> Next {
         match e {
             TunnelError::Unknown => self.error(404, "unknown tunnel").await,
@@ -511,12 +525,11 @@ async fn route(
         (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
             super::websocket::refuse(&mut answer, HandshakeError::BadMethod).await
         }
-        (_, "/" | "/index.html" | "/metrics" | "/tunnel" | "/events") => {
-            answer.error(405, "method not allowed").await
-        }
-        (_, p) if p.starts_with("/publish/") || subscription_path(p).is_some() => {
-            answer.error(405, "method not allowed").await
-        }
+        (_, "/" | "/index.html" | "/metrics") => answer.not_allowed("GET, HEAD, OPTIONS").await,
+        (_, "/tunnel") => answer.not_allowed("GET, OPTIONS").await,
+        (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
+        (_, p) if p.starts_with("/publish/") => answer.not_allowed("POST").await,
+        (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,
         _ => answer.error(404, "not found").await,
     }
 }

@@ -102,9 +102,27 @@ fn boxed_write(stream: &mut TcpStream, out: BytesMut) -> WriteFuture<'_> {
 
 /// A complete JSON answer, or JSONP when `cb` is given.
 pub fn json(status: u16, body: &[u8], cb: Option<&str>, persist: Persist) -> BytesMut {
+    json_with(status, body, cb, persist, &[])
+}
+
+/// A complete JSON (or JSONP) answer with `extra` headers after the usual ones.
+pub fn json_with(
+    status: u16,
+    body: &[u8],
+    cb: Option<&str>,
+    persist: Persist,
+    extra: &[(&str, &str)],
+) -> BytesMut {
     let mut wrapped = BytesMut::new();
     put_maybe_jsonp(&mut wrapped, cb, body);
-    let (content_type, headers) = persist.json_headers(cb.is_some());
+    let (content_type, usual) = persist.json_headers(cb.is_some());
+    let all;
+    let headers = if extra.is_empty() {
+        usual
+    } else {
+        all = [usual, extra].concat();
+        &all[..]
+    };
     let mut out = BytesMut::with_capacity(wrapped.len() + 256);
     write_full(
         &mut out,
