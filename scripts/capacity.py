@@ -80,7 +80,7 @@ def main():
         # Bounded: ramp + run + drain, with room for worker start-up and result merging.
         budget = args.tunnels / args.ramp_per_s + args.duration_s + 180
         run = subprocess.run(command, timeout=budget)
-        if run.returncode != 0:
+        if run.returncode not in (0, peers.LOADGEN_LOSSES):
             sys.exit(f"capacity: loadgen failed with status {run.returncode}")
         gone = [pid for pid in pids if peers.start_time(pid) is None]
         if gone:
@@ -94,6 +94,8 @@ def main():
         with open(os.path.join(args.out, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
             f.write("\n")
+        if run.returncode == peers.LOADGEN_LOSSES:
+            sys.exit(f"capacity: the run lost or refused something (figures in {args.out})")
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# loadgen's exit status for a run that finished, results written, but lost or refused something.
+LOADGEN_LOSSES = 3
 NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 PUSHPIN_CONF = "/etc/pushpin/pushpin.conf"
 PUSHPIN_INTERNAL_CONF = "/usr/lib/pushpin/internal.conf"

@@ -34,7 +34,11 @@ and DIR/latency.hlog (HdrHistogram interval log) and prints a one-line summary.
   --drain-ms MS         wait after the last publish before stopping (default 1000)
   --pid LIST            process ids (with their descendants) whose memory is sampled
                         before and after the tunnels open
-  --label NAME          a name for this run in the summary and plots (default: the peer)";
+  --label NAME          a name for this run in the summary and plots (default: the peer)
+
+Exit status: 0 when every tunnel opened and every publish was accepted and delivered once and
+in order; 3 when the run finished but lost or refused something (the results are written);
+1 when the run could not finish; 2 for bad arguments.";
 
 /// Whose conventions the run speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

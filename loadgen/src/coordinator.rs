@@ -297,7 +297,15 @@ pub fn processes_for(args: &Args, nofile_limit: u64) -> u64 {
 }
 
 /// Runs the whole scenario; returns the one-line summary.
-pub fn run(args: Args, argv: &[String]) -> std::io::Result<String> {
+/// What a run printed and whether anything was lost.
+pub struct Finished {
+    /// The one-line summary.
+    pub line: String,
+    /// What was lost or refused, if anything: `"3 tunnels lost, 12 gaps"`.
+    pub losses: Option<String>,
+}
+
+pub fn run(args: Args, argv: &[String]) -> std::io::Result<Finished> {
     let command = std::iter::once("loadgen")
         .chain(argv.iter().map(String::as_str))
         .collect::<Vec<_>>()
@@ -536,7 +544,7 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<String> {
     let memory = summary.memory.as_ref().map_or(String::new(), |m| {
         format!(", memory {:.0} B/tunnel", m.per_tunnel_bytes)
     });
-    Ok(format!(
+    let line = format!(
         "loadgen {} {} live={} idle={} paths={} rate={}/s: tunnels {}/{} open ({} failed, {} lost), \
          {:.0} connects/s, publishes {} ({} failed), deliveries {}/{} ({:.0}/s), \
          latency us p50={} p90={} p99={} p99.9={} max={}, gaps={} duplicates={} out_of_order={}{memory}",
@@ -546,5 +554,32 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<String> {
         summary.deliveries, deliveries_expected, summary.deliveries_per_s,
         p.p50_us, p.p90_us, p.p99_us, p.p99_9_us, p.max_us,
         sequence.gaps, sequence.duplicates, sequence.out_of_order,
-    ))
+    );
+    // Every publish of the schedule goes to every publish endpoint; a publisher that could not
+    // connect sends nothing, which must not pass for a clean run.
+    let planned = plan.total * args.publish_to.len() as u64;
+    let unsent = planned.saturating_sub(summary.publishes_sent + summary.publishes_skipped);
+    let lost = [
+        (summary.tunnels_failed, "tunnels failed"),
+        (unsent, "publishes not sent"),
+        (summary.tunnels_lost, "tunnels lost"),
+        (summary.publishes_failed, "publishes failed"),
+        (summary.publishes_skipped, "publishes skipped"),
+        (
+            deliveries_expected.saturating_sub(summary.deliveries),
+            "deliveries missing",
+        ),
+        (sequence.gaps, "gaps"),
+        (sequence.duplicates, "duplicates"),
+        (sequence.out_of_order, "out of order"),
+    ];
+    let losses: Vec<String> = lost
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    Ok(Finished {
+        line,
+        losses: (!losses.is_empty()).then(|| losses.join(", ")),
+    })
 }

@@ -84,7 +84,13 @@ fn main() {
         }
     };
     match coordinator::run(args, &argv) {
-        Ok(line) => println!("{line}"),
+        Ok(finished) => {
+            println!("{}", finished.line);
+            if let Some(losses) = finished.losses {
+                eprintln!("loadgen: the run lost or refused something: {losses}");
+                std::process::exit(3);
+            }
+        }
         Err(err) => {
             eprintln!("loadgen: {err}");
             std::process::exit(1);

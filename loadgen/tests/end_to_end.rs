@@ -16,8 +16,14 @@ fn start_router() -> SocketAddr {
     addr
 }
 
-/// Runs the loadgen binary to completion (bounded) and returns its summary.
+/// Runs the loadgen binary to completion (bounded), checks it exited 0 and returns its summary.
 fn run(name: &str, args: &[&str]) -> serde_json::Value {
+    run_expecting(name, args, 0)
+}
+
+/// Runs the loadgen binary to completion (bounded), checks its exit status and returns its
+/// summary (written whether or not the run lost something).
+fn run_expecting(name: &str, args: &[&str], code: i32) -> serde_json::Value {
     let out = std::env::temp_dir().join(format!("loadgen-e2e-{name}-{}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
@@ -37,7 +43,7 @@ fn run(name: &str, args: &[&str]) -> serde_json::Value {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(status.success(), "loadgen exited with {status}");
+    assert_eq!(status.code(), Some(code), "loadgen exited with {status}");
     let summary = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
     let log = std::fs::read_to_string(out.join("latency.hlog")).expect("latency.hlog");
     assert!(log.contains("#[StartTime: "), "an interval log: {log}");
@@ -167,4 +173,37 @@ fn baseline_peer_run_loses_nothing() {
     }
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// A run whose publisher cannot reach its endpoint delivers nothing: it must not pass for a
+/// clean run. loadgen writes its results and exits 3.
+#[test]
+fn a_run_that_cannot_publish_exits_3_with_its_results() {
+    let addr = start_router().to_string();
+    // Port 1 on loopback: nothing listens there.
+    let summary = run_expecting(
+        "unpublished",
+        &[
+            "--target",
+            &addr,
+            "--publish-to",
+            "127.0.0.1:1",
+            "--transport",
+            "sse",
+            "--live",
+            "20",
+            "--idle",
+            "0",
+            "--paths",
+            "4",
+            "--rate",
+            "100",
+            "--duration-s",
+            "2",
+        ],
+        3,
+    );
+    assert_eq!(summary["tunnels_open"], 20, "{summary}");
+    assert_eq!(summary["publishes_sent"], 0, "{summary}");
+    assert_eq!(summary["deliveries"], 0, "{summary}");
 }
