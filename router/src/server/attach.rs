@@ -435,6 +435,22 @@ impl Attached {
         shard.set_deadline(&self.id, self.token, shard.now_ms() + keepalive_ms);
     }
 
+    /// Writes a keepalive (a stream's comment or a WebSocket ping), counts it and arms the
+    /// next one.
+    pub(super) async fn send_keepalive(
+        &self,
+        shard: &Shard,
+        stream: &TcpStream,
+        out: BytesMut,
+    ) -> Step {
+        Metrics::add(&shard.metrics.keepalives, 1);
+        if !send_all(stream, out).await {
+            return Step::End(Next::Close);
+        }
+        self.arm_keepalive(shard);
+        Step::Wait
+    }
+
     async fn step_stream(&mut self, shard: &Shard, stream: &TcpStream, event: Event) -> Step {
         let Event::Tunnel(wait) = event else {
             return Step::End(Next::Close);
@@ -456,12 +472,7 @@ impl Attached {
             }
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
                 self.put_keepalive(&mut out);
-                Metrics::add(&shard.metrics.keepalives, 1);
-                if !send_all(stream, out).await {
-                    return Step::End(Next::Close);
-                }
-                self.arm_keepalive(shard);
-                Step::Wait
+                self.send_keepalive(shard, stream, out).await
             }
             Err(kick) => {
                 count_kick(shard, kick);

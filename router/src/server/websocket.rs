@@ -276,12 +276,7 @@ impl Attached {
                 state.pings_unanswered += 1;
                 let mut out = BytesMut::new();
                 put_frame(&mut out, OpCode::Ping, true, false, b"");
-                Metrics::add(&shard.metrics.keepalives, 1);
-                if !send_all(stream, out).await {
-                    return Step::End(Next::Close);
-                }
-                self.arm_keepalive(shard);
-                Step::Wait
+                self.send_keepalive(shard, stream, out).await
             }
             Err(kick) => {
                 count_kick(shard, kick);
