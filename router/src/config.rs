@@ -19,6 +19,9 @@ pub const BUILTIN_FORMATS: [&str; 7] =
 pub const BUILTIN_STREAMING_FORMATS: [&str; 4] = ["sse", "nul", "ndjson", "iframe"];
 
 const SHARDS_MAX: usize = 256;
+/// The parser takes about 600 bytes of stack per nesting level (a shard thread overflowed its
+/// 2 MiB stack at about 3,600 levels), so 512 levels stay far inside it.
+pub const JSON_DEPTH_MAX_CEILING: usize = 512;
 const FORMAT_NAME_CHARS_MAX: usize = 32;
 /// Recycling a stream more often than this would reconnect on nearly every datagram.
 const STREAM_RECYCLE_BYTES_MIN: u64 = 1024;
@@ -45,6 +48,8 @@ pub struct Config {
     pub header_count_max: usize,
     pub body_bytes_max: usize,
     pub datagram_data_bytes_max: usize,
+    /// Deepest nesting of arrays and objects in any client JSON (400, or WebSocket 1009, past it).
+    pub json_depth_max: usize,
     pub subscriptions_per_tunnel_max: usize,
     pub replay_datagrams_max: usize,
     pub replay_bytes_max: usize,
@@ -121,6 +126,7 @@ impl Default for Config {
             header_count_max: 64,
             body_bytes_max: 64 * KIB,
             datagram_data_bytes_max: 32 * KIB,
+            json_depth_max: 64,
             subscriptions_per_tunnel_max: 64,
             replay_datagrams_max: 1024,
             replay_bytes_max: MIB,
@@ -393,6 +399,13 @@ impl Config {
         )?;
         check_range("longpoll_batch_max", self.longpoll_batch_max, 1, 65_536, "")?;
         check_range(
+            "json_depth_max",
+            self.json_depth_max,
+            1,
+            JSON_DEPTH_MAX_CEILING,
+            " (the JSON parser recurses once per level on a shard's stack)",
+        )?;
+        check_range(
             "tunnels_per_shard_max",
             self.tunnels_per_shard_max,
             1,
@@ -577,8 +590,18 @@ fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// The deepest key the config has, `formats.NAME.field`. Merging an override recurses once per
+/// part, so a longer key is refused before it could exhaust the stack.
+const KEY_PARTS_MAX: usize = 3;
+
 /// Splits `a.b.c`; quoting is not supported because no key contains a dot.
 fn key_path(key: &str) -> Result<Vec<String>, ConfigError> {
+    if key.split('.').nth(KEY_PARTS_MAX).is_some() {
+        let shown: String = key.chars().take(64).collect();
+        return Err(ConfigError::Usage(format!(
+            "--set: no key has more than {KEY_PARTS_MAX} parts, got `{shown}...`"
+        )));
+    }
     let path: Vec<String> = key.split('.').map(str::to_owned).collect();
     if path.iter().any(String::is_empty) {
         return Err(ConfigError::Usage(format!("--set: malformed key `{key}`")));
@@ -749,6 +772,7 @@ header_bytes_max = 4096
 header_count_max = 32
 body_bytes_max = 131072
 datagram_data_bytes_max = 16384
+json_depth_max = 32
 subscriptions_per_tunnel_max = 128
 replay_datagrams_max = 2048
 replay_bytes_max = 2097152
@@ -864,6 +888,12 @@ html_escape = true
             "formats.x.envelop={json}",
         ])));
         assert_eq!(key, "formats.x.envelop");
+
+        let refused = Config::from_args(args(&["--set", "a.b.c.d=1"]));
+        assert!(
+            matches!(&refused, Err(ConfigError::Usage(m)) if m.contains("more than 3 parts")),
+            "{refused:?}"
+        );
     }
 
     #[test]
@@ -887,6 +917,8 @@ html_escape = true
             ("body_bytes_max = 16777217", "body_bytes_max"),
             ("datagram_data_bytes_max = 0", "datagram_data_bytes_max"),
             ("datagram_data_bytes_max = 65537", "datagram_data_bytes_max"),
+            ("json_depth_max = 0", "json_depth_max"),
+            ("json_depth_max = 513", "json_depth_max"),
             (
                 "replay_bytes_max = 16384\nsend_queue_bytes_max = 16384",
                 "datagram_data_bytes_max",

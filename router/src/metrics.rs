@@ -30,6 +30,8 @@ counters! {
     tunnels_culled,
     /// Requests answered with an error status.
     requests_failed,
+    /// Client JSON texts refused for nesting deeper than `json_depth_max`.
+    json_too_deep,
     /// Publishes that originated on this shard.
     publishes,
     /// Datagrams queued to local tunnels.

@@ -575,26 +575,45 @@ fn subscription_path(p: &str) -> Option<(&str, bool)> {
 }
 
 /// Client fields from a POST JSON body or GET query parameters.
-fn client_fields(request: &Request, params: &Params<'_>) -> Result<json::Fields, &'static str> {
-    if request.head.method == Method::Post {
-        return json::parse_fields(&request.body);
-    }
-    Ok(json::Fields {
-        kind: None,
-        tunnel: params.get("tunnel").map(str::to_owned),
-        path: params.get("path").map(str::to_owned),
-        data: params
+fn client_fields(
+    shard: &Shard,
+    request: &Request,
+    params: &Params<'_>,
+) -> Result<json::Fields, json::JsonError> {
+    let depth_max = shard.config().json_depth_max;
+    let fields = if request.head.method == Method::Post {
+        json::parse_fields(&request.body, depth_max)
+    } else {
+        params
             .get("data")
-            .map(|d| json::compact(d.as_bytes()))
-            .transpose()?,
-    })
+            .map(|d| json::compact(d.as_bytes(), depth_max))
+            .transpose()
+            .map(|data| json::Fields {
+                kind: None,
+                tunnel: params.get("tunnel").map(str::to_owned),
+                path: params.get("path").map(str::to_owned),
+                data,
+            })
+    };
+    count_json_error(shard, fields)
+}
+
+/// Counts a JSON text refused for its depth (`json_too_deep`), passing the result on.
+pub fn count_json_error<T>(
+    shard: &Shard,
+    parsed: Result<T, json::JsonError>,
+) -> Result<T, json::JsonError> {
+    if parsed.as_ref().err() == Some(&json::JsonError::TooDeep) {
+        Metrics::add(&shard.metrics.json_too_deep, 1);
+    }
+    parsed
 }
 
 /// `POST /events` and `GET /events`: a client publishes through its tunnel.
 async fn event(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
-    let fields = match client_fields(request, params) {
+    let fields = match client_fields(answer.shard, request, params) {
         Ok(f) => f,
-        Err(message) => return answer.error(400, message).await,
+        Err(e) => return answer.error(400, e.message()).await,
     };
     let Some(tunnel) = fields.tunnel else {
         return answer.error(400, "missing tunnel").await;
@@ -658,9 +677,10 @@ async fn publish(answer: &mut Answer<'_>, peer: Peer, request: &Request, path: &
     if let Err(e) = path::validate(path) {
         return answer.error(400, &e.to_string()).await;
     }
-    let data = match json::compact(&request.body) {
+    let depth_max = answer.shard.config().json_depth_max;
+    let data = match count_json_error(answer.shard, json::compact(&request.body, depth_max)) {
         Ok(d) => d,
-        Err(message) => return answer.error(400, message).await,
+        Err(e) => return answer.error(400, e.message()).await,
     };
     if data.len() > answer.shard.config().datagram_data_bytes_max {
         return answer.error(413, "data too large").await;
@@ -674,9 +694,9 @@ async fn subscription(answer: &mut Answer<'_>, request: &Request, params: &Param
     let Some((tunnel, subscribe)) = subscription_path(request.head.path()) else {
         return answer.error(404, "not found").await;
     };
-    let fields = match client_fields(request, params) {
+    let fields = match client_fields(answer.shard, request, params) {
         Ok(f) => f,
-        Err(message) => return answer.error(400, message).await,
+        Err(e) => return answer.error(400, e.message()).await,
     };
     let Some(pattern_text) = fields.path else {
         return answer.error(400, "missing path").await;

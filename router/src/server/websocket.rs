@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use super::attach::{count_kick, Attached, Event, Mode, Step};
-use super::conn::{Answer, Next};
+use super::conn::{count_json_error, Answer, Next};
 use super::reply;
 use super::request::Request;
 use super::sock::{self, send_all};
@@ -31,6 +31,7 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// Close codes we send (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Pings a client may leave unanswered before it is dropped.
 const PINGS_UNANSWERED_MAX: u8 = 2;
@@ -307,7 +308,16 @@ impl Attached {
                 Message::Pong(_) => state.pings_unanswered = 0,
                 Message::Close(close) => return Some(answer_close(stream, close).await),
                 Message::Text(text) => {
-                    let answer = self.control_message(shard, &text).await;
+                    let depth_max = shard.config().json_depth_max;
+                    let fields = count_json_error(shard, json::parse_fields(&text, depth_max));
+                    let answer = match fields {
+                        Ok(fields) => self.control_message(shard, fields).await,
+                        // Past a limit, like an oversized message: the connection ends (1009).
+                        Err(e @ json::JsonError::TooDeep) => {
+                            return Some(fail(stream, CLOSE_TOO_BIG, e.message()).await)
+                        }
+                        Err(e) => error_json(e.message()),
+                    };
                     if !answer.is_empty() {
                         put_message(&mut out, OpCode::Text, &answer, deflate);
                     }
@@ -323,13 +333,10 @@ impl Attached {
         }
     }
 
-    /// A text message: `subscribe`, `unsubscribe`, `publish` or `target`. Returns the answer's
-    /// JSON (empty when none is due); a bad message gets `{"type":"error"}` and keeps the tunnel.
-    async fn control_message(&mut self, shard: &Shard, text: &[u8]) -> BytesMut {
-        let fields = match json::parse_fields(text) {
-            Ok(f) => f,
-            Err(message) => return error_json(message),
-        };
+    /// A text message's fields: `subscribe`, `unsubscribe`, `publish` or `target`. Returns the
+    /// answer's JSON (empty when none is due); a bad message gets `{"type":"error"}` and keeps
+    /// the tunnel.
+    async fn control_message(&mut self, shard: &Shard, fields: json::Fields) -> BytesMut {
         let path_text = fields.path.as_deref();
         match fields.kind.as_deref() {
             Some(kind @ ("subscribe" | "unsubscribe")) => {
