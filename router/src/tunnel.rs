@@ -51,13 +51,17 @@ impl TunnelId {
         IdText { bytes, len }
     }
 
-    /// Parses an id; `None` for anything malformed (which the router treats as an unknown tunnel).
+    /// Parses an id in its one spelling, the one [`fmt::Display`] writes: decimal shard and
+    /// slot without sign or leading zeros, then 16 lowercase hex digits. `None` for anything
+    /// else (which the router treats as an unknown tunnel), so `01-…`, `+1-…` or an uppercase
+    /// secret never name the same tunnel a second way.
     pub fn parse(text: &str) -> Option<TunnelId> {
         let mut parts = text.splitn(3, '-');
-        let shard = parts.next()?.parse().ok()?;
-        let slot = parts.next()?.parse().ok()?;
+        let shard = canonical_decimal(parts.next()?)?;
+        let slot = canonical_decimal(parts.next()?)?;
         let secret_hex = parts.next()?;
-        if secret_hex.len() != 16 {
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if secret_hex.len() != 16 || !secret_hex.bytes().all(lower_hex) {
             return None;
         }
         let secret = u64::from_str_radix(secret_hex, 16).ok()?;
@@ -67,6 +71,16 @@ impl TunnelId {
             secret,
         })
     }
+}
+
+/// `0`, or digits not starting with `0`, that fit `T`.
+fn canonical_decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    let digits_only = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let leading_zero = text.len() > 1 && text.starts_with('0');
+    if !digits_only || leading_zero {
+        return None;
+    }
+    text.parse().ok()
 }
 
 /// Bounds a tunnel enforces on itself.
@@ -509,6 +523,38 @@ mod tests {
         assert_eq!(TunnelId::parse("3-99-123"), None);
         assert_eq!(TunnelId::parse("x-99-0123456789abcdef"), None);
         assert_eq!(TunnelId::parse(""), None);
+        assert_eq!(
+            TunnelId::parse("0-0-0000000000000000").map(|i| i.slot),
+            Some(0)
+        );
+        assert_eq!(
+            TunnelId::parse("65535-4294967295-ffffffffffffffff").map(|i| i.to_string()),
+            Some("65535-4294967295-ffffffffffffffff".to_owned())
+        );
+    }
+
+    #[test]
+    fn ids_have_one_spelling() {
+        for other in [
+            "03-99-0123456789abcdef",
+            "3-099-0123456789abcdef",
+            "+3-99-0123456789abcdef",
+            "3-+99-0123456789abcdef",
+            "3-99-0123456789ABCDEF",
+            "3-99-0123456789abcdeF",
+            "3-99-+123456789abcdef",
+            "3-99-0123456789abcdef0",
+            "3-99-0123456789abcde",
+            " 3-99-0123456789abcdef",
+            "3-99-0123456789abcdef ",
+            "3--99-0123456789abcdef",
+            "3-99--123456789abcdef",
+            "65536-99-0123456789abcdef",
+            "3-4294967296-0123456789abcdef",
+            "٣-99-0123456789abcdef",
+        ] {
+            assert_eq!(TunnelId::parse(other), None, "{other}");
+        }
     }
 
     #[test]

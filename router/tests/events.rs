@@ -256,7 +256,7 @@ fn event_errors_have_exact_status_and_message() {
     };
     let ev =
         |tunnel: &str, path: &str| format!(r#"{{"tunnel":"{tunnel}","path":"{path}","data":1}}"#);
-    let cases: Vec<(String, u16, &str)> = vec![
+    let mut cases: Vec<(String, u16, &str)> = vec![
         ("not json".into(), 400, "body is not valid JSON"),
         (String::new(), 400, "body is not valid JSON"),
         (r#"{"a":1} x"#.into(), 400, "body is not valid JSON"),
@@ -287,6 +287,11 @@ fn event_errors_have_exact_status_and_message() {
         (ev("1-999-0123456789abcdef", "/a"), 404, "unknown tunnel"),
         (ev("0-999-0123456789abcdef", "/a"), 404, "unknown tunnel"),
         (ev("9-0-0123456789abcdef", "/a"), 404, "unknown tunnel"),
+        // The live tunnel's id in other spellings names no tunnel: ids have one spelling.
+        (ev(&format!("0{t}"), "/a"), 404, "unknown tunnel"),
+        (ev(&format!("+{t}"), "/a"), 404, "unknown tunnel"),
+        (ev(&t.replacen('-', "-0", 1), "/a"), 404, "unknown tunnel"),
+        (ev(&t.replacen('-', "-+", 1), "/a"), 404, "unknown tunnel"),
         // The tunnel is checked before the path.
         (ev("nope", "bad"), 404, "unknown tunnel"),
         (ev(&t, ""), 400, "path is empty"),
@@ -315,6 +320,10 @@ fn event_errors_have_exact_status_and_message() {
             "path is longer than 255 bytes",
         ),
     ];
+    let uppercase = t.to_uppercase();
+    if uppercase != t {
+        cases.push((ev(&uppercase, "/a"), 404, "unknown tunnel"));
+    }
     for (body, status, message) in &cases {
         let (head, answer) = post(addr, "/events", body);
         assert_eq!(head.status, *status, "{body}: {answer}");

@@ -548,7 +548,7 @@ fn unknown_paths_404_and_wrong_methods_405() {
         ("POST /metrics HTTP/1.1", "GET, HEAD, OPTIONS"),
         ("PATCH / HTTP/1.1", "GET, HEAD, OPTIONS"),
         ("POST /index.html HTTP/1.1", "GET, HEAD, OPTIONS"),
-        ("GET /publish/a HTTP/1.1", "POST"),
+        ("GET /publish/a HTTP/1.1", "POST, OPTIONS"),
         ("PUT /tunnel/x/subscribe HTTP/1.1", "GET, POST, OPTIONS"),
         (
             "DELETE /tunnel/x/unsubscribe HTTP/1.1",
@@ -643,6 +643,51 @@ fn options_preflight_answers_204_with_cors_headers() {
     // No body followed any 204: the connection answers the next request cleanly.
     let (head, _) = exchange(&mut c, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(head.status, 200);
+}
+
+#[test]
+fn publish_preflight_names_the_methods_and_grants_no_cross_origin_access() {
+    let addr = start(&[]);
+    let mut c = Client::new(addr);
+    c.send(
+        b"OPTIONS /publish/chat/a HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.example\r\n\
+          Access-Control-Request-Method: POST\r\n\r\n",
+    );
+    let head = c.head();
+    assert_eq!(head.status, 204);
+    assert_eq!(head.headers, vec![("Allow".into(), "POST, OPTIONS".into())]);
+    // No body followed: the connection answers the next request cleanly.
+    let (head, _) = exchange(&mut c, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 200);
+}
+
+#[test]
+fn a_publish_from_a_browser_page_is_refused() {
+    let addr = start(&[]);
+    let mut watcher = Stream::open(addr, "/tunnel?format=sse&path=/chat/*");
+    watcher.sse_json().expect("tunnel datagram");
+    let mut c = Client::new(addr);
+    // What a page's `fetch(url, {method: "POST", body: "..."})` sends: a simple request, no
+    // preflight, from a loopback peer.
+    let body = r#"{"x":1}"#;
+    c.send(
+        format!(
+            "POST /publish/chat/a HTTP/1.1\r\nHost: t\r\nOrigin: http://evil.example\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let (head, answer) = c.response();
+    assert_eq!(head.status, 403);
+    assert_eq!(
+        answer,
+        r#"{"ok":false,"error":"publishing is not open to browsers (the request has an Origin)"}"#
+    );
+    // Nothing reached the subscriber: the next datagram it sees is the one published after.
+    let id = publish(addr, "/chat/a", r#"{"y":2}"#);
+    let event = watcher.sse_event().expect("datagram");
+    assert_eq!(event[0], format!("id: {id}"));
 }
 
 #[test]

@@ -492,7 +492,8 @@ async fn route(
         return Next::Close;
     }
     match (method, path) {
-        (Method::Options, p) if !p.starts_with("/publish/") => preflight(&mut answer).await,
+        (Method::Options, p) if p.starts_with("/publish/") => publish_preflight(&mut answer).await,
+        (Method::Options, _) => preflight(&mut answer).await,
         (Method::Get | Method::Head, "/" | "/index.html") => {
             let mut out = BytesMut::with_capacity(DEMO_PAGE.len() + 128);
             write_full(
@@ -528,7 +529,7 @@ async fn route(
         (_, "/" | "/index.html" | "/metrics") => answer.not_allowed("GET, HEAD, OPTIONS").await,
         (_, "/tunnel") => answer.not_allowed("GET, OPTIONS").await,
         (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
-        (_, p) if p.starts_with("/publish/") => answer.not_allowed("POST").await,
+        (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
         (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,
         _ => answer.error(404, "not found").await,
     }
@@ -547,6 +548,27 @@ const PREFLIGHT_HEADERS: &[(&str, &str)] = &[
 ];
 
 async fn preflight(answer: &mut Answer<'_>) -> Next {
+    no_content(answer, PREFLIGHT_HEADERS).await
+}
+
+/// What `/publish/...` takes.
+const PUBLISH_ALLOW: &str = "POST, OPTIONS";
+/// The preflight answer on `/publish/...`: it names the methods but grants no cross-origin
+/// access, so a browser never sends the publish a page asks for (the backend API is not for
+/// browsers; a simple request without preflight is refused for its `Origin` instead).
+const PUBLISH_PREFLIGHT_HEADERS: &[(&str, &str)] =
+    &[("Allow", PUBLISH_ALLOW), ("Connection", "keep-alive")];
+
+async fn publish_preflight(answer: &mut Answer<'_>) -> Next {
+    no_content(answer, PUBLISH_PREFLIGHT_HEADERS).await
+}
+
+/// A 204 with `headers`, whose last one (`Connection: keep-alive`) only HTTP/1.0 keep-alive
+/// clients get.
+async fn no_content(
+    answer: &mut Answer<'_>,
+    headers: &'static [(&'static str, &'static str)],
+) -> Next {
     let mut out = BytesMut::new();
     http1::ResponseHead {
         status: 204,
@@ -554,9 +576,9 @@ async fn preflight(answer: &mut Answer<'_>) -> Next {
         body: http1::ResponseBody::None,
         keep_alive: answer.persist.keep_alive,
         extra: if answer.persist.plain_headers().is_empty() {
-            &PREFLIGHT_HEADERS[..PREFLIGHT_HEADERS.len() - 1]
+            headers.split_last().map_or(headers, |(_, rest)| rest)
         } else {
-            PREFLIGHT_HEADERS
+            headers
         },
     }
     .write(&mut out);
@@ -672,6 +694,16 @@ async fn publish(answer: &mut Answer<'_>, peer: Peer, request: &Request, path: &
     if !peer.loopback {
         return answer
             .error(403, "publishing is only open to loopback peers")
+            .await;
+    }
+    // A browser names the page's origin; a backend does not. Without this, any page open in a
+    // browser on the router's host could publish with a simple `text/plain` POST.
+    if request.head.header("origin").is_some() {
+        return answer
+            .error(
+                403,
+                "publishing is not open to browsers (the request has an Origin)",
+            )
             .await;
     }
     if let Err(e) = path::validate(path) {
