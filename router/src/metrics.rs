@@ -30,6 +30,8 @@ counters! {
     tunnels_culled,
     /// Requests answered with an error status.
     requests_failed,
+    /// Requests whose client closed or reset the connection before sending all of them.
+    requests_aborted,
     /// Client JSON texts refused for nesting deeper than `json_depth_max`.
     json_too_deep,
     /// Publishes that originated on this shard.

@@ -739,7 +739,9 @@ fn garbage_is_refused_with_400_and_closed() {
     for (raw, message) in cases {
         assert_refused(addr, raw, 400, message);
     }
-    // A client that gives up mid-head (half-close) still gets told why.
+    // A client that gives up mid-head (half-close) still gets told why. It is counted as an
+    // aborted request, not a failed one: nothing failed on the router's side.
+    let before = metrics(addr);
     let mut c = Client::new(addr);
     c.send(b"GET /metrics HTTP/1.1\r\nHo");
     c.reader.get_ref().shutdown(Shutdown::Write).unwrap();
@@ -749,6 +751,23 @@ fn garbage_is_refused_with_400_and_closed() {
         (400, error_body("connection closed mid-request"))
     );
     assert_closed(&mut c);
+    // So is one that resets mid-body.
+    let c = connect(addr);
+    (&c).write_all(b"POST /publish/a HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\n12")
+        .unwrap();
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    let counted = |m: &serde_json::Value, key: &str| m[key].as_u64().unwrap();
+    assert!(eventually(
+        || counted(&metrics(addr), "requests_aborted") == counted(&before, "requests_aborted") + 2
+    ));
+    let after = metrics(addr);
+    assert_eq!(
+        counted(&after, "requests_failed"),
+        counted(&before, "requests_failed")
+    );
 }
 
 #[test]

@@ -118,8 +118,14 @@ pub fn serve(
                 None => match boxed_read(shard, &mut stream, &mut rest).await {
                     Read::Request(r) => r,
                     Read::Closed => return,
+                    Read::Aborted(e) => {
+                        Metrics::add(&shard.metrics.requests_aborted, 1);
+                        boxed_refuse(&mut stream, &mut rest, e).await;
+                        return;
+                    }
                     Read::Failed(e) => {
-                        boxed_refuse(shard, &mut stream, &mut rest, e).await;
+                        Metrics::add(&shard.metrics.requests_failed, 1);
+                        boxed_refuse(&mut stream, &mut rest, e).await;
                         return;
                     }
                 },
@@ -228,13 +234,11 @@ fn boxed_route<'a>(
 
 /// Answers a request that could not be read (after the answers still corked), then closes.
 fn boxed_refuse<'a>(
-    shard: &'a Shard,
     stream: &'a mut TcpStream,
     rest: &'a mut Option<Box<Pipeline>>,
     e: http1::HttpError,
 ) -> Boxed<'a, ()> {
     Box::pin(async move {
-        Metrics::add(&shard.metrics.requests_failed, 1);
         let mut out = rest.take().map(|p| p.corked).unwrap_or_default();
         out.unsplit(reply::error(e.status(), e.message(), None, Persist::CLOSE));
         if send(stream, out).await {

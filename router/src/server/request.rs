@@ -29,6 +29,10 @@ pub enum Read {
     Request(Box<Request>),
     /// The peer closed, or stayed idle past the idle timeout, between requests.
     Closed,
+    /// The peer closed (or reset) the connection partway through a request. A peer that only
+    /// half-closed still reads why it is refused, but nothing failed on our side: it is counted
+    /// apart from failed requests.
+    Aborted(HttpError),
     Failed(HttpError),
 }
 
@@ -103,7 +107,7 @@ pub async fn read_request(
                 return if was_empty {
                     Read::Closed
                 } else {
-                    Read::Failed(HttpError::BadRequest("connection closed mid-request"))
+                    Read::Aborted(HttpError::BadRequest("connection closed mid-request"))
                 };
             }
             Ok(Ok(_)) => {}
@@ -131,7 +135,7 @@ pub async fn read_request(
                     .await
                 {
                     Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Read::Failed(HttpError::BadRequest("connection closed mid-body"))
+                        return Read::Aborted(HttpError::BadRequest("connection closed mid-body"))
                     }
                     Ok(Ok(_)) => {}
                     Err(_) => return Read::Failed(HttpError::Timeout),
@@ -152,7 +156,7 @@ pub async fn read_request(
                     .await
                 {
                     Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Read::Failed(HttpError::BadRequest("connection closed mid-body"))
+                        return Read::Aborted(HttpError::BadRequest("connection closed mid-body"))
                     }
                     Ok(Ok(_)) => {}
                     Err(_) => return Read::Failed(HttpError::Timeout),
