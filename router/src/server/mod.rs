@@ -114,19 +114,43 @@ pub fn start(config: Config) -> io::Result<Server> {
     })
 }
 
+/// How long start-up waits for a port that is still held, and how often it retries. A router
+/// that has just exited can hold its port for a few milliseconds more: the kernel releases the
+/// files an io_uring ring still references (the listener, under a pending accept) in a work
+/// queue after the process is gone. Half a second of retries covers that with a wide margin
+/// and keeps a real conflict's error quick.
+const PORT_WAIT_MS: u64 = 500;
+const PORT_RETRY_MS: u64 = 20;
+
 /// SO_REUSEPORT would let us share a port another process (of the same user) already listens
-/// on, silently splitting its connections with it. A plain bind first tells whether the port
-/// is free.
+/// on, silently splitting its connections with it (or, worse, with the listener of a process
+/// that just exited, whose queue nobody accepts from). A plain bind (SO_REUSEADDR, so sockets
+/// in TIME_WAIT do not count) first tells whether the port is free; a busy port is retried for
+/// `PORT_WAIT_MS` so that a restart works at once.
 fn refuse_port_in_use(addr: SocketAddr) -> io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
     use socket2::{Domain, Socket, Type};
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-    probe.set_reuse_address(true)?;
-    probe
-        .bind(&addr.into())
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(PORT_WAIT_MS);
+    loop {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        probe.set_reuse_address(true)?;
+        match probe.bind(&addr.into()) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(PORT_RETRY_MS));
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ))
+            }
+        }
+    }
 }
 
 fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
