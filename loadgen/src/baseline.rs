@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -36,7 +35,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one write to a subscriber may block before the subscriber is dropped.
 const SUBSCRIBER_WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Listen backlog, as the router uses (std's default of 128 overflows on fast ramps).
-const BACKLOG: libc::c_int = 4096;
+const BACKLOG: i32 = 4096;
 /// Stack of connection threads: they hold little (the buffer is on the heap).
 const CONN_STACK: usize = 128 * 1024;
 /// Most headers a request may carry.
@@ -104,12 +103,15 @@ pub(crate) fn spawn_accept_loops<F>(
 where
     F: Fn(TcpStream) + Send + Sync + 'static,
 {
-    let listener = TcpListener::bind(listen)?;
-    // Listening again on a listening socket only changes its backlog (Linux).
-    // SAFETY: the fd is a valid, open socket owned by `listener`.
-    if unsafe { libc::listen(listener.as_raw_fd(), BACKLOG) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(listen),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&listen.into())?;
+    socket.listen(BACKLOG)?;
+    let listener: TcpListener = socket.into();
     let addr = listener.local_addr()?;
     let handle = Arc::new(handle);
     for i in 0..threads.max(1) {

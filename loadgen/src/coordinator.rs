@@ -220,8 +220,7 @@ struct Progress {
 
 impl Progress {
     fn new() -> Progress {
-        // SAFETY: isatty only inspects the descriptor.
-        let terminal = unsafe { libc::isatty(2) } == 1;
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let now = Instant::now();
         let every = Duration::from_millis(if terminal { 500 } else { 2000 });
         Progress {

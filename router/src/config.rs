@@ -676,7 +676,12 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = match entry {
             toml::Value::Table(inner) => inner,
-            _ => return Err(format!("`{}` is not a table", path[..=depth].join("."))),
+            _ => {
+                return Err(format!(
+                    "`{}` is not a table",
+                    path.get(..=depth).unwrap_or(path).join(".")
+                ))
+            }
         };
     }
     merge(current, toml::Table::from_iter([(last.clone(), value)]));

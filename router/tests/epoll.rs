@@ -1,5 +1,12 @@
 //! The epoll fallback driver (`--io-driver epoll`) serves the same protocol: streams, parked
 //! long-polls, and connections handed to the owner shard.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 use support::*;

@@ -2,6 +2,13 @@
 //! subscribe and unsubscribe (POST and GET), every error status with its exact message (JSON and
 //! JSONP), rate and subscription limits, private paths, the backend `/publish` API, id rules and
 //! ordering.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 use std::io::Read;

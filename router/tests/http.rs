@@ -1,6 +1,13 @@
 //! The HTTP/1.1 layer over loopback: request smuggling refused, head/count/body bounds, header and
 //! idle timeouts, pipelining, chunked bodies, `Expect: 100-continue`, HTTP/1.0, routing errors,
 //! CORS preflight, garbage input, and a stream on another connection unaffected by all of it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 use std::io::{ErrorKind, Read, Write};

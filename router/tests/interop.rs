@@ -5,6 +5,13 @@
 //!
 //! Needs `python3 -m pip install websockets` and `npm ci --prefix scripts/interop` (both done by
 //! .ci/run). A missing client fails the test with those instructions: it is never skipped.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 

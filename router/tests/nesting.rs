@@ -4,6 +4,13 @@
 //!
 //! This runs the real `router` binary, so a crash shows as a dead child process rather than as
 //! a dead test harness.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 

@@ -1,6 +1,13 @@
 //! Re-attaching to tunnels over loopback: replay after `last` (and its `Last-Event-ID` form), gaps,
 //! unknown and malformed ids, culling after the grace period, replacement of an attachment, and
 //! slow consumers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 use std::io::Read;

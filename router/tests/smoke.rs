@@ -1,4 +1,11 @@
 //! Smoke: a tunnel opened over SSE receives a datagram published through the backend API.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 use support::*;

@@ -1,5 +1,12 @@
 //! Start-up: the router refuses a port that another listener already holds, rather than
 //! silently sharing it through SO_REUSEPORT.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 use router::config::Config;
 

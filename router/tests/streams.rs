@@ -1,6 +1,13 @@
 //! Every streaming format end to end over loopback: response heads, the exact bytes of every
 //! envelope, the tunnel control datagram first, datagram ids equal to the publish answers, iframe
 //! padding and script escaping, custom formats from flags, keepalives, recycling, and HTTP/1.0.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 use std::io::{BufRead, Read};

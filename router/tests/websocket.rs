@@ -3,6 +3,13 @@
 //! tunnel datagram, control messages and their answers, binary publishes, re-attach and replay,
 //! gaps, replacement, ping/pong keepalive, protocol errors and their close codes,
 //! permessage-deflate, the conformance echo, and fan-out to tunnels on both shards.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
 
 mod support;
 
@@ -115,7 +122,13 @@ impl Ws {
     }
 
     fn open_with(addr: SocketAddr, target: &str, extra: &str) -> Ws {
-        let (stream, head, read) = request_head(addr, upgrade_request(target, extra).as_bytes());
+        Ws::open_raw(addr, target, upgrade_request(target, extra).as_bytes())
+    }
+
+    /// Sends `raw` (an upgrade request for `target`, perhaps with frames behind it) in one
+    /// write and reads the 101.
+    fn open_raw(addr: SocketAddr, target: &str, raw: &[u8]) -> Ws {
+        let (stream, head, read) = request_head(addr, raw);
         assert_eq!(head.status, 101, "upgrade of {target} refused: {head:?}");
         assert_eq!(head.header("upgrade"), Some("websocket"));
         assert_eq!(head.header("connection"), Some("Upgrade"));
@@ -695,6 +708,74 @@ fn fragmented_text_and_interleaved_ping_are_handled() {
         .unwrap()
         .to_string();
     assert_eq!(dgram, datagram(&id, "/frag", r#"{"k":"fragmented"}"#));
+}
+
+/// Frames a client sends in the same write as its upgrade request, before it saw the 101.
+fn masked_text(frames: &mut BytesMut, text: &str, mask: u8) {
+    put_masked_frame(
+        frames,
+        OpCode::Text,
+        true,
+        false,
+        [mask; 4],
+        text.as_bytes(),
+    );
+}
+
+#[test]
+fn frames_sent_with_the_upgrade_request_are_handled_in_order() {
+    let addr = start(&[]);
+    let target = "/tunnel?format=ws";
+    let mut raw = BytesMut::from(upgrade_request(target, "").as_bytes());
+    masked_text(&mut raw, r#"{"type":"subscribe","path":"/early"}"#, 7);
+    masked_text(
+        &mut raw,
+        r#"{"type":"publish","path":"/early","data":1}"#,
+        9,
+    );
+    // Past one read buffer, so the frames arrive partly with the head and partly after it.
+    let big = format!(r#""{}""#, "x".repeat(20_000));
+    masked_text(
+        &mut raw,
+        &format!(r#"{{"type":"publish","path":"/early","data":{big}}}"#),
+        11,
+    );
+    let mut ws = Ws::open_raw(addr, target, &raw);
+    let (tunnel, new) = ws.control(15_000);
+    assert!(new);
+    let first = ws.ack();
+    assert_eq!(ws.text(), datagram(&first, "/early", "1"));
+    let second = ws.ack();
+    assert_eq!(ws.text(), datagram(&second, "/early", &big));
+    // A re-attach that reaches the shard not owning the tunnel (a handoff) keeps its early
+    // frames too. Which shard a connection reaches is the kernel's choice: try until one is
+    // handed over, checking every attempt.
+    drop(ws);
+    let mut last = second;
+    let mut handed_over = false;
+    for n in 0..64 {
+        let target = format!("/tunnel?format=ws&id={tunnel}&last={last}");
+        let mut raw = BytesMut::from(upgrade_request(&target, "").as_bytes());
+        let data = n.to_string();
+        masked_text(
+            &mut raw,
+            &format!(r#"{{"type":"publish","path":"/early","data":{data}}}"#),
+            13,
+        );
+        let handoffs = metrics(addr)["handoffs_out"].as_u64().unwrap();
+        let mut ws = Ws::open_raw(addr, &target, &raw);
+        handed_over = metrics(addr)["handoffs_out"].as_u64().unwrap() > handoffs;
+        assert_eq!(ws.control(15_000), (tunnel.clone(), false));
+        last = ws.ack();
+        assert_eq!(ws.text(), datagram(&last, "/early", &data));
+        if handed_over {
+            break;
+        }
+    }
+    assert!(
+        handed_over,
+        "no attempt reached the shard that does not own the tunnel"
+    );
 }
 
 // ----- Re-attach, gap, replacement -----------------------------------------------------------

@@ -413,6 +413,10 @@ impl Attached {
         }
     }
 
+    pub(super) fn is_websocket(&self) -> bool {
+        matches!(self.mode, Mode::WebSocket(_))
+    }
+
     /// Handles one event; boxed, so it costs nothing while the attachment waits. The caller
     /// detaches once the attachment ends.
     pub(super) fn step<'a>(

@@ -118,14 +118,8 @@ pub fn serve(
                 None => match boxed_read(shard, &mut stream, &mut rest).await {
                     Read::Request(r) => r,
                     Read::Closed => return,
-                    Read::Aborted(e) => {
-                        Metrics::add(&shard.metrics.requests_aborted, 1);
-                        boxed_refuse(&mut stream, &mut rest, e).await;
-                        return;
-                    }
                     Read::Failed(e) => {
-                        Metrics::add(&shard.metrics.requests_failed, 1);
-                        boxed_refuse(&mut stream, &mut rest, e).await;
+                        boxed_refuse(shard, &mut stream, &mut rest, e).await;
                         return;
                     }
                 },
@@ -218,7 +212,12 @@ fn boxed_route<'a>(
     rest: &'a mut Option<Box<Pipeline>>,
 ) -> Boxed<'a, Next> {
     Box::pin(async move {
-        let next = route(shard, stream, peer, request, rest.as_deref_mut()).await;
+        let next = match route(shard, stream, peer, request, rest.as_deref_mut()).await {
+            Next::Attached(attached) if attached.is_websocket() => {
+                early_frames(shard, stream, attached, rest).await
+            }
+            next => next,
+        };
         match rest.as_deref_mut() {
             Some(p) if !matches!(next, Next::KeepAlive) && !p.corked.is_empty() => {
                 if reply::uncork(stream, &mut p.corked).await {
@@ -232,12 +231,46 @@ fn boxed_route<'a>(
     })
 }
 
+/// Hands the bytes read behind a WebSocket upgrade request (frames the client sent before it
+/// saw the 101) to the new attachment, which handles them at once: the connection's readiness
+/// poll would not fire for bytes already read.
+async fn early_frames(
+    shard: &Shard,
+    stream: &TcpStream,
+    mut attached: Box<attach::Attached>,
+    rest: &mut Option<Box<Pipeline>>,
+) -> Next {
+    let Some(pipeline) = rest.take() else {
+        return Next::Attached(attached);
+    };
+    let Pipeline { input, corked, .. } = unbox(pipeline);
+    // `/tunnel` wrote the answers owed before it: only the early frames are left.
+    debug_assert!(corked.is_empty(), "answers were corked behind an upgrade");
+    if input.is_empty() {
+        return Next::Attached(attached);
+    }
+    match attached.early_frames(shard, stream, input).await {
+        Step::Wait => Next::Attached(attached),
+        Step::End(next) => {
+            shard.detach(&attached.id, attached.token);
+            next
+        }
+    }
+}
+
 /// Answers a request that could not be read (after the answers still corked), then closes.
+/// Counted as failed, or as aborted when the client went away partway through it.
 fn boxed_refuse<'a>(
+    shard: &'a Shard,
     stream: &'a mut TcpStream,
     rest: &'a mut Option<Box<Pipeline>>,
     e: http1::HttpError,
 ) -> Boxed<'a, ()> {
+    let counter = match e {
+        http1::HttpError::Aborted(_) => &shard.metrics.requests_aborted,
+        _ => &shard.metrics.requests_failed,
+    };
+    Metrics::add(counter, 1);
     Box::pin(async move {
         let mut out = rest.take().map(|p| p.corked).unwrap_or_default();
         out.unsplit(reply::error(e.status(), e.message(), None, Persist::CLOSE));

@@ -29,10 +29,8 @@ pub enum Read {
     Request(Box<Request>),
     /// The peer closed, or stayed idle past the idle timeout, between requests.
     Closed,
-    /// The peer closed (or reset) the connection partway through a request. A peer that only
-    /// half-closed still reads why it is refused, but nothing failed on our side: it is counted
-    /// apart from failed requests.
-    Aborted(HttpError),
+    /// The request could not be read ([`HttpError::Aborted`] when the peer went away partway
+    /// through it); it is answered with the error, then the connection closes.
     Failed(HttpError),
 }
 
@@ -107,7 +105,7 @@ pub async fn read_request(
                 return if was_empty {
                     Read::Closed
                 } else {
-                    Read::Aborted(HttpError::BadRequest("connection closed mid-request"))
+                    Read::Failed(HttpError::Aborted("connection closed mid-request"))
                 };
             }
             Ok(Ok(_)) => {}
@@ -135,7 +133,7 @@ pub async fn read_request(
                     .await
                 {
                     Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Read::Aborted(HttpError::BadRequest("connection closed mid-body"))
+                        return Read::Failed(HttpError::Aborted("connection closed mid-body"))
                     }
                     Ok(Ok(_)) => {}
                     Err(_) => return Read::Failed(HttpError::Timeout),
@@ -156,7 +154,7 @@ pub async fn read_request(
                     .await
                 {
                     Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Read::Aborted(HttpError::BadRequest("connection closed mid-body"))
+                        return Read::Failed(HttpError::Aborted("connection closed mid-body"))
                     }
                     Ok(Ok(_)) => {}
                     Err(_) => return Read::Failed(HttpError::Timeout),

@@ -225,6 +225,33 @@ impl Attached {
         self.attach_with(shard, stream, out).await
     }
 
+    /// Handles the frames a client sent right behind its upgrade request, read with it (a
+    /// client should wait for the 101, but nothing is lost or misread when it does not).
+    /// `input` becomes the start of the message decoder's buffer.
+    pub(super) async fn early_frames(
+        &mut self,
+        shard: &Shard,
+        stream: &TcpStream,
+        input: BytesMut,
+    ) -> Step {
+        let Mode::WebSocket(state) = &mut self.mode else {
+            unreachable_mode();
+            return Step::End(Next::Close);
+        };
+        debug_assert!(
+            state.incoming.is_none(),
+            "no frame was read before the attachment"
+        );
+        state.incoming = Some(Box::new(Incoming {
+            read: input,
+            decoder: Decoder::new(Role::Server, limits(shard), state.deflate),
+        }));
+        match self.handle_client(shard, stream).await {
+            Some(next) => Step::End(next),
+            None => Step::Wait,
+        }
+    }
+
     /// Handles one event of a WebSocket attachment: the client's frames, datagrams to send, a
     /// ping due, or the end.
     pub(super) async fn step_websocket(
@@ -484,4 +511,9 @@ pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
             }
         }
     }
+}
+
+/// A WebSocket step called on another transport's attachment: a programmer error.
+fn unreachable_mode() {
+    debug_assert!(false, "a WebSocket step on another transport's attachment");
 }

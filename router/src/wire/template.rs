@@ -46,8 +46,8 @@ impl Template {
         let mut parts = Vec::new();
         let mut literal: Vec<u8> = Vec::new();
         let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
+        while let Some(&byte) = bytes.get(i) {
+            match byte {
                 b'{' if bytes.get(i + 1) == Some(&b'{') => {
                     literal.push(b'{');
                     i += 2;
@@ -62,7 +62,7 @@ impl Template {
                     // naming that whole span as a placeholder would mislead.
                     let close = rest
                         .find(['{', '}'])
-                        .filter(|&at| rest.as_bytes()[at] == b'}');
+                        .filter(|&at| rest.as_bytes().get(at) == Some(&b'}'));
                     let Some(close) = close else {
                         return Err(TemplateError(format!(
                             "unescaped '{{' at byte {i} (write '{{{{' for a literal brace)"

@@ -30,6 +30,11 @@ pub enum HttpError {
     /// The head did not arrive in time (produced by the IO layer, not the codec).
     #[error("request head timed out")]
     Timeout,
+    /// The peer closed (or reset) the connection partway through a request; the payload says
+    /// where (produced by the IO layer, not the codec). A peer that only half-closed still
+    /// reads why, but nothing failed on the server's side.
+    #[error("{0}")]
+    Aborted(&'static str),
     /// No handler for this method on this path (produced by routing).
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -39,7 +44,7 @@ impl HttpError {
     /// The response status code for this error.
     pub fn status(self) -> u16 {
         match self {
-            HttpError::BadRequest(_) => 400,
+            HttpError::BadRequest(_) | HttpError::Aborted(_) => 400,
             HttpError::UriTooLong => 414,
             HttpError::HeadTooLarge => 431,
             HttpError::BodyTooLarge => 413,
@@ -52,7 +57,7 @@ impl HttpError {
     /// detail, which never contains request bytes, so it is safe to echo.
     pub fn message(self) -> &'static str {
         match self {
-            HttpError::BadRequest(detail) => detail,
+            HttpError::BadRequest(detail) | HttpError::Aborted(detail) => detail,
             HttpError::UriTooLong => "request URI too long",
             HttpError::HeadTooLarge => "request header fields too large",
             HttpError::BodyTooLarge => "request body too large",
