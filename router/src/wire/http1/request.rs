@@ -1253,6 +1253,28 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_framed_on_every_method() {
+        // A body is framed whatever the method (RFC 9112 §6.3); the server drops it where the
+        // method gives it no meaning, but never reads it as the next request.
+        for method in ["GET", "HEAD", "DELETE", "OPTIONS", "PUT", "PATCH", "POST"] {
+            let buf = format!("{method} / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\n");
+            assert_eq!(
+                complete(buf.as_bytes()).body,
+                BodyKind::Length(3),
+                "{method}"
+            );
+            let buf =
+                format!("{method} / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+            assert_eq!(complete(buf.as_bytes()).body, BodyKind::Chunked, "{method}");
+        }
+        // Without either field there is no body, whatever the method: no 411.
+        assert_eq!(
+            complete(b"POST / HTTP/1.1\r\nHost: h\r\n\r\n").body,
+            BodyKind::None
+        );
+    }
+
+    #[test]
     fn two_transfer_encoding_headers_rejected() {
         assert_eq!(
             bad(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
