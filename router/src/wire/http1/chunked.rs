@@ -2,7 +2,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::HttpError;
+use super::{is_tchar, HttpError};
 
 /// Bound on the whole trailer section (field lines plus the final empty
 /// line); trailers are skipped, so this only limits how much we read.
@@ -10,6 +10,9 @@ pub const TRAILER_BYTES_MAX: usize = 8 * 1024;
 /// Bound on one chunk-size line (size, whitespace and extensions, excluding
 /// its CRLF); extensions are skipped, so this only limits how much we read.
 pub const CHUNK_LINE_BYTES_MAX: usize = 4 * 1024;
+/// Bound on the chunk extensions of a whole body (from each `;` to the end of
+/// its line), so that many small chunks cannot carry unbounded extensions.
+pub const CHUNK_EXT_BYTES_MAX: usize = 16 * 1024;
 /// 16 hex digits already span all of u64, so longer sizes are refused rather
 /// than parsed with leading zeros.
 const SIZE_DIGITS_MAX: u8 = 16;
@@ -21,13 +24,14 @@ enum State {
         size: u64,
         digits: u8,
     },
-    /// Whitespace after the size, before `;` or CR.
+    /// Whitespace after the size: only a `;` may follow (BWS, RFC 9112 §7.1.1).
     SizeWs {
         size: u64,
     },
-    /// Inside chunk extensions, skipped until CR.
+    /// Inside chunk extensions, checked against their grammar and skipped.
     Ext {
         size: u64,
+        at: Ext,
     },
     /// CR of the size line seen; LF must follow.
     SizeLf {
@@ -43,13 +47,36 @@ enum State {
     DataLf,
     /// At the start of a trailer field line or the final empty line.
     TrailerLineStart,
-    /// Inside a trailer field line, skipped until CR.
-    TrailerLine,
+    /// In a trailer field's name, before its colon.
+    TrailerName,
+    /// In a trailer field's value, skipped until CR.
+    TrailerValue,
     /// CR of a trailer field line seen; LF must follow.
     TrailerLineLf,
     /// CR of the final empty line seen; LF must follow.
     TrailerEndLf,
     Done,
+}
+
+/// Where in `chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] )` the
+/// decoder is (RFC 9112 §7.1.1); `value = token / quoted-string`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After `;`, before the name.
+    BeforeName,
+    Name,
+    /// Whitespace after the name: `=` or `;` must follow.
+    AfterName,
+    /// After `=`, before the value.
+    BeforeValue,
+    Token,
+    Quoted,
+    /// After a backslash inside a quoted string.
+    QuotedPair,
+    /// Right after the closing quote.
+    AfterQuote,
+    /// Whitespace after a value: `;` must follow.
+    AfterValue,
 }
 
 /// Result of feeding bytes to the decoder.
@@ -69,6 +96,8 @@ pub struct ChunkedDecoder {
     state: State,
     /// Bytes of the current chunk-size line so far.
     line_bytes: usize,
+    /// Bytes of chunk extensions in the whole body so far.
+    ext_bytes: usize,
     /// Bytes of the trailer section so far.
     trailer_bytes: usize,
     /// Data bytes accepted so far (checked against the limit when each
@@ -86,6 +115,7 @@ impl ChunkedDecoder {
         ChunkedDecoder {
             state: State::Size { size: 0, digits: 0 },
             line_bytes: 0,
+            ext_bytes: 0,
             trailer_bytes: 0,
             decoded_bytes: 0,
             body_bytes_max: u64::try_from(body_bytes_max).unwrap_or(u64::MAX),
@@ -94,9 +124,17 @@ impl ChunkedDecoder {
 
     /// Consumes bytes from the front of `src` (advancing it) and appends
     /// decoded data to `out`. Returns `Done` after the last-chunk and trailer
-    /// section (trailers are skipped, bounded to 8 KiB total, HeadTooLarge
-    /// past that); `NeedMore` when `src` is exhausted. Never consumes bytes
-    /// past the end of the body, so pipelined data stays in `src`.
+    /// section; `NeedMore` when `src` is exhausted. Never consumes bytes past
+    /// the end of the body, so pipelined data stays in `src`.
+    ///
+    /// # Errors
+    /// `BadRequest` for any byte outside the chunked grammar (RFC 9112 §7.1):
+    /// a size that is not 1 to 16 hex digits, whitespace after a size not
+    /// followed by `;`, a malformed or too long extension, a line not ended by
+    /// CRLF, data not followed by CRLF, a malformed trailer field (obs-fold,
+    /// whitespace before the colon, no colon). `BodyTooLarge` when the chunk
+    /// sizes pass `body_bytes_max`, `HeadTooLarge` when the trailer section
+    /// passes `TRAILER_BYTES_MAX`. Trailer fields are checked and dropped.
     pub fn decode(&mut self, src: &mut BytesMut, out: &mut BytesMut) -> Result<Decoded, HttpError> {
         loop {
             if self.state == State::Done {
@@ -151,31 +189,33 @@ impl ChunkedDecoder {
                 }
                 match byte {
                     b' ' | b'\t' => Ok(State::SizeWs { size }),
-                    b';' => Ok(State::Ext { size }),
+                    b';' => self.begin_ext(size),
                     b'\r' => Ok(State::SizeLf { size }),
                     b'\n' => Err(BARE_LF),
                     _ => Err(BAD_SIZE),
                 }
             }
-            // Bad whitespace (BWS) is allowed before `;` (RFC 9112 §7.1.1).
             State::SizeWs { size } => {
                 self.count_line_byte(byte)?;
                 match byte {
                     b' ' | b'\t' => Ok(State::SizeWs { size }),
-                    b';' => Ok(State::Ext { size }),
-                    b'\r' => Ok(State::SizeLf { size }),
+                    b';' => self.begin_ext(size),
                     b'\n' => Err(BARE_LF),
-                    _ => Err(BAD_SIZE),
+                    _ => Err(HttpError::BadRequest("whitespace after chunk size")),
                 }
             }
-            State::Ext { size } => {
+            State::Ext { size, at } => {
                 self.count_line_byte(byte)?;
-                match byte {
-                    b'\r' => Ok(State::SizeLf { size }),
-                    b'\n' => Err(BARE_LF),
-                    b if is_line_text(b) => Ok(State::Ext { size }),
-                    _ => Err(HttpError::BadRequest("invalid byte in chunk extension")),
+                if byte == b'\r' && ext_may_end(at) {
+                    return Ok(State::SizeLf { size });
                 }
+                if byte == b'\n' && ext_may_end(at) {
+                    return Err(BARE_LF);
+                }
+                self.count_ext_byte()?;
+                let at =
+                    ext_step(at, byte).ok_or(HttpError::BadRequest("invalid chunk extension"))?;
+                Ok(State::Ext { size, at })
             }
             State::SizeLf { size } => {
                 if byte != b'\n' {
@@ -207,17 +247,28 @@ impl ChunkedDecoder {
                 match byte {
                     b'\r' => Ok(State::TrailerEndLf),
                     b'\n' => Err(BARE_LF),
-                    b if is_line_text(b) => Ok(State::TrailerLine),
-                    _ => Err(HttpError::BadRequest("invalid byte in trailer")),
+                    b' ' | b'\t' => Err(HttpError::BadRequest("obsolete line folding in trailer")),
+                    b if is_tchar(b) => Ok(State::TrailerName),
+                    _ => Err(BAD_TRAILER),
                 }
             }
-            State::TrailerLine => {
+            State::TrailerName => {
+                self.count_trailer_byte()?;
+                match byte {
+                    b':' => Ok(State::TrailerValue),
+                    b if is_tchar(b) => Ok(State::TrailerName),
+                    b' ' | b'\t' => Err(HttpError::BadRequest("whitespace in trailer field name")),
+                    b'\r' | b'\n' => Err(HttpError::BadRequest("trailer line without colon")),
+                    _ => Err(BAD_TRAILER),
+                }
+            }
+            State::TrailerValue => {
                 self.count_trailer_byte()?;
                 match byte {
                     b'\r' => Ok(State::TrailerLineLf),
                     b'\n' => Err(BARE_LF),
-                    b if is_line_text(b) => Ok(State::TrailerLine),
-                    _ => Err(HttpError::BadRequest("invalid byte in trailer")),
+                    b if is_line_text(b) => Ok(State::TrailerValue),
+                    _ => Err(BAD_TRAILER),
                 }
             }
             State::TrailerLineLf => {
@@ -238,6 +289,23 @@ impl ChunkedDecoder {
             // the harmless answer if that ever changes.
             State::Data { .. } | State::Done => Ok(self.state),
         }
+    }
+
+    /// The `;` that starts the extensions of a chunk-size line.
+    fn begin_ext(&mut self, size: u64) -> Result<State, HttpError> {
+        self.count_ext_byte()?;
+        Ok(State::Ext {
+            size,
+            at: Ext::BeforeName,
+        })
+    }
+
+    fn count_ext_byte(&mut self) -> Result<(), HttpError> {
+        self.ext_bytes += 1;
+        if self.ext_bytes > CHUNK_EXT_BYTES_MAX {
+            return Err(HttpError::BadRequest("chunk extensions too long"));
+        }
+        Ok(())
     }
 
     /// Counts a size-line byte; the terminating CR is not part of the line.
@@ -262,6 +330,38 @@ impl ChunkedDecoder {
 }
 
 const BARE_CR: HttpError = HttpError::BadRequest("CR not followed by LF in chunked body");
+const BAD_TRAILER: HttpError = HttpError::BadRequest("invalid byte in trailer");
+
+/// Whether a chunk-size line may end (CRLF) at this point of its extensions:
+/// after a name or a value, not inside a quoted string, not after whitespace.
+fn ext_may_end(at: Ext) -> bool {
+    matches!(at, Ext::Name | Ext::Token | Ext::AfterQuote)
+}
+
+/// The next point in the extension grammar after `byte`; `None` when `byte`
+/// breaks it. Line ends are handled by the caller.
+fn ext_step(at: Ext, byte: u8) -> Option<Ext> {
+    let ws = byte == b' ' || byte == b'\t';
+    Some(match at {
+        Ext::BeforeName if ws => Ext::BeforeName,
+        Ext::BeforeName | Ext::Name if is_tchar(byte) => Ext::Name,
+        Ext::Name | Ext::AfterName if ws => Ext::AfterName,
+        Ext::Name | Ext::AfterName | Ext::Token | Ext::AfterQuote | Ext::AfterValue
+            if byte == b';' =>
+        {
+            Ext::BeforeName
+        }
+        Ext::Name | Ext::AfterName if byte == b'=' => Ext::BeforeValue,
+        Ext::BeforeValue if ws => Ext::BeforeValue,
+        Ext::BeforeValue if byte == b'"' => Ext::Quoted,
+        Ext::BeforeValue | Ext::Token if is_tchar(byte) => Ext::Token,
+        Ext::Token | Ext::AfterQuote | Ext::AfterValue if ws => Ext::AfterValue,
+        Ext::Quoted if byte == b'"' => Ext::AfterQuote,
+        Ext::Quoted if byte == b'\\' => Ext::QuotedPair,
+        Ext::Quoted | Ext::QuotedPair if is_line_text(byte) => Ext::Quoted,
+        _ => return None,
+    })
+}
 
 fn hex_value(byte: u8) -> Option<u8> {
     match byte {
@@ -377,7 +477,84 @@ mod tests {
     fn extensions_and_whitespace() {
         ok(b"4;name=value\r\nWiki\r\n0;last\r\n\r\n", b"Wiki", b"");
         ok(b"4 ;a=\"q v\";b\r\nWiki\r\n0\r\n\r\n", b"Wiki", b"");
-        ok(b"4\t \r\nWiki\r\n0\r\n\r\n", b"Wiki", b"");
+        // BWS around `;` and `=` (RFC 9112 §7.1.1).
+        ok(
+            b"4\t ; a = b ;c\t=\t\"d\"\r\nWiki\r\n0\r\n\r\n",
+            b"Wiki",
+            b"",
+        );
+        ok(b"4;a=\"\\\"\\\\;x\"\r\nWiki\r\n0\r\n\r\n", b"Wiki", b"");
+        ok(b"4;a=\"\"\r\nWiki\r\n0\r\n\r\n", b"Wiki", b"");
+        ok(b"4;a;b;c=1\r\nWiki\r\n0\r\n\r\n", b"Wiki", b"");
+        // Whitespace must lead to an extension.
+        for input in [
+            &b"4 \r\nWiki\r\n"[..],
+            b"4\t\r\nWiki\r\n",
+            b"4 x\r\n",
+            b"4 4\r\n",
+        ] {
+            assert_eq!(bad(input), "whitespace after chunk size", "{input:?}");
+        }
+    }
+
+    #[test]
+    fn malformed_extensions() {
+        for input in [
+            &b"4;\r\nWiki\r\n"[..],
+            b"4;;a\r\n",
+            b"4;=a\r\n",
+            b"4;a=\r\n",
+            b"4;a =\r\n",
+            b"4;a b\r\n",
+            b"4;a \r\n",
+            b"4;a=b \r\n",
+            b"4;a=b c\r\n",
+            b"4;a=\"b\r\n",
+            b"4;a=\"b\"c\r\n",
+            b"4;a=b\"\r\n",
+            b"4;a/b\r\n",
+            b"4;a=b=c\r\n",
+            b"4;a=\"\x01\"\r\n",
+            b"4;a\0b\r\n",
+            b"4;\xe9\r\n",
+            b"4;a,b\r\n",
+        ] {
+            assert_eq!(
+                bad(input),
+                "invalid chunk extension",
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // A line end inside a quoted string is not one.
+        assert_eq!(bad(b"4;a=\"b\r\nWiki\"\r\n"), "invalid chunk extension");
+    }
+
+    #[test]
+    fn extension_bytes_of_a_body_are_bounded() {
+        // Chunks of one byte, each with a 100-byte extension (`;` + 99 name bytes).
+        let chunk = |n: usize| {
+            let mut input = Vec::new();
+            for _ in 0..n {
+                input.extend_from_slice(b"1;");
+                input.resize(input.len() + 99, b'e');
+                input.extend_from_slice(b"\r\nx\r\n");
+            }
+            input
+        };
+        let fits = CHUNK_EXT_BYTES_MAX / 100;
+        let mut input = chunk(fits);
+        input.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(
+            run_pieces(&[&input], MAX),
+            (Ok(Decoded::Done), vec![b'x'; fits], Vec::new())
+        );
+        let mut input = chunk(fits + 1);
+        input.extend_from_slice(b"0\r\n\r\n");
+        assert_eq!(
+            run_pieces(&[&input], MAX).0,
+            Err(HttpError::BadRequest("chunk extensions too long"))
+        );
     }
 
     #[test]
@@ -387,6 +564,35 @@ mod tests {
             b"abc",
             b"",
         );
+        // Framing fields in trailers are dropped like any other (RFC 9110 §6.5.1).
+        ok(
+            b"3\r\nabc\r\n0\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\nE:\r\n\r\n",
+            b"abc",
+            b"",
+        );
+    }
+
+    #[test]
+    fn malformed_trailers() {
+        let cases: [(&[u8], &str); 8] = [
+            (
+                b"0\r\nX: a\r\n folded\r\n\r\n",
+                "obsolete line folding in trailer",
+            ),
+            (b"0\r\n\tX: a\r\n\r\n", "obsolete line folding in trailer"),
+            (b"0\r\nX : a\r\n\r\n", "whitespace in trailer field name"),
+            (b"0\r\nNo colon\r\n\r\n", "whitespace in trailer field name"),
+            (b"0\r\nNoColon\r\n\r\n", "trailer line without colon"),
+            (
+                b"0\r\nPOST /x HTTP/1.1\r\n\r\n",
+                "whitespace in trailer field name",
+            ),
+            (b"0\r\n: a\r\n\r\n", "invalid byte in trailer"),
+            (b"0\r\nX\xe9: a\r\n\r\n", "invalid byte in trailer"),
+        ];
+        for (input, message) in cases {
+            assert_eq!(bad(input), message, "{}", String::from_utf8_lossy(input));
+        }
     }
 
     #[test]
@@ -459,7 +665,6 @@ mod tests {
         assert_eq!(bad(b"g\r\n"), "missing chunk size");
         assert_eq!(bad(b"0x5\r\n"), "invalid chunk size");
         assert_eq!(bad(b"5g\r\n"), "invalid chunk size");
-        assert_eq!(bad(b"4 x\r\n"), "invalid chunk size");
         assert_eq!(bad(b"4,5\r\n"), "invalid chunk size");
     }
 
@@ -515,7 +720,7 @@ mod tests {
 
     #[test]
     fn control_bytes_rejected() {
-        assert_eq!(bad(b"3;a\0b\r\nabc\r\n"), "invalid byte in chunk extension");
+        assert_eq!(bad(b"3;a\0b\r\nabc\r\n"), "invalid chunk extension");
         assert_eq!(bad(b"0\r\nX: \x01\r\n\r\n"), "invalid byte in trailer");
         assert_eq!(bad(b"0\r\n\x7f\r\n\r\n"), "invalid byte in trailer");
     }

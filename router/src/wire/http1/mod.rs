@@ -17,6 +17,10 @@ pub enum HttpError {
     /// Syntax or framing violation; the payload says which rule was broken.
     #[error("malformed request: {0}")]
     BadRequest(&'static str),
+    /// Well-formed framing that this server does not implement (a transfer
+    /// coding other than `chunked`, RFC 9112 §6.1); the payload says which.
+    #[error("not implemented: {0}")]
+    NotImplemented(&'static str),
     /// The request line did not end within `Limits::header_bytes_max`.
     #[error("request URI too long")]
     UriTooLong,
@@ -45,6 +49,7 @@ impl HttpError {
     pub fn status(self) -> u16 {
         match self {
             HttpError::BadRequest(_) | HttpError::Aborted(_) => 400,
+            HttpError::NotImplemented(_) => 501,
             HttpError::UriTooLong => 414,
             HttpError::HeadTooLarge => 431,
             HttpError::BodyTooLarge => 413,
@@ -53,11 +58,14 @@ impl HttpError {
         }
     }
 
-    /// Short text for JSON error bodies. For `BadRequest` this is the static
-    /// detail, which never contains request bytes, so it is safe to echo.
+    /// Short text for JSON error bodies. For `BadRequest`, `Aborted` and `NotImplemented`
+    /// this is the static detail, which never contains request bytes, so it is
+    /// safe to echo.
     pub fn message(self) -> &'static str {
         match self {
-            HttpError::BadRequest(detail) | HttpError::Aborted(detail) => detail,
+            HttpError::BadRequest(detail)
+            | HttpError::Aborted(detail)
+            | HttpError::NotImplemented(detail) => detail,
             HttpError::UriTooLong => "request URI too long",
             HttpError::HeadTooLarge => "request header fields too large",
             HttpError::BodyTooLarge => "request body too large",
@@ -79,13 +87,32 @@ pub struct Limits {
     pub body_bytes_max: usize,
 }
 
+/// `tchar` of RFC 9110 §5.6.2: the bytes of a token (a field name, a transfer
+/// coding, a chunk extension name).
+pub(crate) fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn tchar_is_exactly_the_token_set() {
+        let tokens: Vec<u8> = (0..=255u8).filter(|&b| is_tchar(b)).collect();
+        let mut expected: Vec<u8> = (b'0'..=b'9')
+            .chain(b'A'..=b'Z')
+            .chain(b'a'..=b'z')
+            .collect();
+        expected.extend_from_slice(b"!#$%&'*+-.^_`|~");
+        expected.sort_unstable();
+        assert_eq!(tokens, expected);
+    }
+
+    #[test]
     fn status_codes_match_variants() {
         assert_eq!(HttpError::BadRequest("x").status(), 400);
+        assert_eq!(HttpError::NotImplemented("x").status(), 501);
         assert_eq!(HttpError::UriTooLong.status(), 414);
         assert_eq!(HttpError::HeadTooLarge.status(), 431);
         assert_eq!(HttpError::BodyTooLarge.status(), 413);
@@ -99,6 +126,11 @@ mod tests {
         assert_eq!(
             HttpError::BadRequest("bad chunk").to_string(),
             "malformed request: bad chunk"
+        );
+        assert_eq!(HttpError::NotImplemented("gzip").message(), "gzip");
+        assert_eq!(
+            HttpError::NotImplemented("gzip").to_string(),
+            "not implemented: gzip"
         );
         assert_eq!(HttpError::UriTooLong.message(), "request URI too long");
         assert_eq!(

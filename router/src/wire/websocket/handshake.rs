@@ -295,24 +295,24 @@ mod tests {
         assert!(is_upgrade(&head(&request(""))));
         let cases = [
             (
-                "GET / HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n\r\n",
                 true,
             ),
             (
-                "GET / HTTP/1.1\r\nUpgrade: h2c, websocket\r\nConnection: upgrade\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c, websocket\r\nConnection: upgrade\r\n\r\n",
                 true,
             ),
-            ("GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", false),
-            ("GET / HTTP/1.1\r\nConnection: upgrade\r\n\r\n", false),
+            ("GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n", false),
+            ("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n\r\n", false),
             (
-                "GET / HTTP/1.1\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n",
                 false,
             ),
             (
-                "GET / HTTP/1.1\r\nUpgrade: websockets\r\nConnection: upgrade\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websockets\r\nConnection: upgrade\r\n\r\n",
                 false,
             ),
-            ("GET / HTTP/1.1\r\n\r\n", false),
+            ("GET / HTTP/1.1\r\nHost: h\r\n\r\n", false),
         ];
         for (raw, expected) in cases {
             assert_eq!(is_upgrade(&head(raw)), expected, "{raw:?}");
