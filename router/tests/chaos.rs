@@ -1,0 +1,302 @@
+//! The chaos suite, bounded and on loopback: slowloris connections beside live tunnels (latency
+//! holds, the attackers are timed out and counted), consumers that never read (the router's
+//! memory stays within its documented bounds, they are cut off and counted, and find a gap
+//! marker rather than silent loss when they come back), and hundreds of abrupt drops of SSE and
+//! WebSocket clients in the middle of datagrams while a publisher publishes (every acknowledged
+//! datagram is delivered exactly once to every tunnel, or lies behind a gap marker).
+//!
+//! Each test prints its seed; `CHAOS_SEED=<seed> cargo test -p router --test chaos` replays it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::chaos::{self, now_us, percentile, Item, Transport, Tunnel};
+use support::*;
+
+#[test]
+fn the_history_checker_accounts_for_holes_gaps_and_duplicates() {
+    chaos::self_test();
+}
+
+// ----- Slowloris beside live tunnels ---------------------------------------------------------
+
+/// Live tunnels of each transport in the latency measurement.
+const LIVE_PER_TRANSPORT: usize = 12;
+/// Publishes per latency measurement, one every `PUBLISH_INTERVAL`.
+const LATENCY_PUBLISHES: usize = 600;
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(2);
+/// Slowloris connections at most (the test process holds both ends of each, so twice this
+/// many descriptors, well below the 20,000 open files a process may hold here).
+const SLOWLORIS_MAX: usize = 1200;
+/// The header-read timeout the router runs with in the slowloris test: longer than the
+/// measurement under attack, so the attackers are all held open while it runs.
+const SLOWLORIS_HEADER_TIMEOUT_MS: u64 = 3000;
+/// Each attacker sends one more byte of its request head this often.
+const TRICKLE_INTERVAL: Duration = Duration::from_millis(500);
+/// Rounds of (quiet, attack, quiet) at most; see the test for why more than one.
+const SLOWLORIS_ROUNDS_MAX: usize = 3;
+/// The interval is cut into this many ticks, each sending to its share of the attackers.
+const TRICKLE_TICKS: usize = 100;
+
+/// Publishes `LATENCY_PUBLISHES` datagrams `{"t":<µs>}` on `/live`, paced, and returns the
+/// publish → delivery latencies every live tunnel saw, in µs.
+fn measure_latency(tunnels: &mut Vec<Tunnel>, publisher: &mut Publisher) -> Vec<u64> {
+    let readers: Vec<_> = std::mem::take(tunnels)
+        .into_iter()
+        .map(|mut t| {
+            thread::spawn(move || {
+                let mut latencies = Vec::with_capacity(LATENCY_PUBLISHES);
+                while latencies.len() < LATENCY_PUBLISHES {
+                    match t.next().expect("live tunnel reads") {
+                        Some(Item::Datagram { data, .. }) => {
+                            let sent = data["t"].as_u64().expect("t");
+                            latencies.push(now_us().saturating_sub(sent));
+                        }
+                        Some(Item::Keepalive) => {}
+                        other => panic!("live tunnel got {other:?}"),
+                    }
+                }
+                (t, latencies)
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    for k in 0..LATENCY_PUBLISHES {
+        let due = start + PUBLISH_INTERVAL * k as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        publisher.publish("/live", &format!(r#"{{"t":{}}}"#, now_us()));
+    }
+    let mut all = Vec::new();
+    for r in readers {
+        let (t, latencies) = r.join().expect("reader");
+        tunnels.push(t);
+        all.extend(latencies);
+    }
+    all
+}
+
+/// An attacker: a request head that never ends, sent one byte at a time.
+struct Slowloris {
+    stream: TcpStream,
+    head: Vec<u8>,
+    sent: usize,
+    first_byte: Instant,
+}
+
+impl Slowloris {
+    fn open(addr: SocketAddr, n: usize) -> Slowloris {
+        let stream = TcpStream::connect(addr).expect("slowloris connects");
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let head = format!(
+            "GET /tunnel?format=sse&path=/slow/{n} HTTP/1.1\r\nHost: t\r\nX-Slow: {}",
+            "z".repeat(4000)
+        )
+        .into_bytes();
+        let mut s = Slowloris {
+            stream,
+            head,
+            sent: 0,
+            first_byte: Instant::now(),
+        };
+        s.trickle();
+        s
+    }
+
+    fn trickle(&mut self) {
+        let byte = self.head[self.sent % self.head.len()];
+        self.stream
+            .write_all(&[byte])
+            .expect("the router holds the attacker open");
+        self.sent += 1;
+    }
+}
+
+/// The p99s of one round, in µs: quiet before, under attack, quiet after.
+struct Round {
+    quiet_before_us: u64,
+    attack_us: u64,
+    quiet_after_us: u64,
+}
+
+impl Round {
+    /// The machine's noise during the attack is bracketed by the quiet windows on either side.
+    fn quiet_us(&self) -> u64 {
+        self.quiet_before_us.max(self.quiet_after_us)
+    }
+
+    /// Twice the quiet p99, with a floor of quiet + 2 ms: see the test.
+    fn bound_us(&self) -> u64 {
+        (2 * self.quiet_us()).max(self.quiet_us() + 2000)
+    }
+}
+
+/// One round: the quiet p99, then `attackers` slowloris connections opened and trickled while
+/// the p99 is measured again, then every attacker checked to be answered 408 and closed once
+/// the header timeout passed, then the quiet p99 again.
+fn slowloris_round(
+    addr: SocketAddr,
+    attackers: usize,
+    tunnels: &mut Vec<Tunnel>,
+    publisher: &mut Publisher,
+) -> Round {
+    let quiet_before_us = percentile(&mut measure_latency(tunnels, publisher), 99.0);
+    let before = metrics(addr);
+    let opened = Instant::now();
+    let attack: Vec<Slowloris> = (0..attackers).map(|n| Slowloris::open(addr, n)).collect();
+    let open_ms = opened.elapsed().as_millis();
+    // The trickle: every attacker sends a byte every `TRICKLE_INTERVAL`, from one thread,
+    // spread evenly over the interval (attackers are independent of one another; sent in one
+    // burst, a thousand bytes would measure a burst, not slow clients), while the live tunnels
+    // are measured.
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickler = {
+        let stop = stop.clone();
+        thread::spawn(move || {
+            let mut attack = attack;
+            let per_tick = attack.len().div_ceil(TRICKLE_TICKS);
+            let tick = TRICKLE_INTERVAL / TRICKLE_TICKS as u32;
+            let start = Instant::now();
+            let mut ticks = 0u32;
+            let mut trickled = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let from = (ticks as usize % TRICKLE_TICKS) * per_tick;
+                for s in attack.iter_mut().skip(from).take(per_tick) {
+                    s.trickle();
+                    trickled += 1;
+                }
+                ticks += 1;
+                if let Some(wait) = (start + tick * ticks).checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
+            }
+            (attack, trickled)
+        })
+    };
+    let attack_us = percentile(&mut measure_latency(tunnels, publisher), 99.0);
+    let open_under_attack = metrics(addr)["connections_open"].as_u64().unwrap();
+    let measured_at = opened.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (attack, trickled) = trickler.join().expect("trickler");
+
+    // Every attacker is answered 408 and closed once its head has taken longer than the
+    // timeout (counted from its first byte), however many bytes it trickled.
+    let mut closed_after_ms = Vec::new();
+    for mut s in attack {
+        let mut answer = Vec::new();
+        s.stream
+            .read_to_end(&mut answer)
+            .expect("the router answers and closes");
+        let after = s.first_byte.elapsed();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 408 Request Timeout\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+        assert!(
+            after >= Duration::from_millis(SLOWLORIS_HEADER_TIMEOUT_MS - 50),
+            "closed {after:?} after its first byte, before the timeout"
+        );
+        closed_after_ms.push(after.as_millis() as u64);
+    }
+    let after = metrics(addr);
+    let counted = |key: &str| after[key].as_u64().unwrap() - before[key].as_u64().unwrap();
+    // All attackers were held open during the measurement.
+    assert!(
+        open_under_attack >= attackers as u64,
+        "{open_under_attack} connections open"
+    );
+    assert!(
+        measured_at < Duration::from_millis(SLOWLORIS_HEADER_TIMEOUT_MS),
+        "the measurement outlasted the header timeout: {measured_at:?}"
+    );
+    let latest_close_ms = *closed_after_ms.iter().max().unwrap();
+    assert!(latest_close_ms < SLOWLORIS_HEADER_TIMEOUT_MS + 3000);
+    // The attackers, and the two metrics requests since `before`; each attacker's 408 counts
+    // as a failed request.
+    assert_eq!(counted("connections_accepted"), attackers as u64 + 2);
+    assert_eq!(counted("requests_failed"), attackers as u64);
+    assert!(
+        eventually(|| metrics(addr)["connections_open"].as_u64().unwrap()
+            <= 2 * LIVE_PER_TRANSPORT as u64 + 2),
+        "attackers still open"
+    );
+    let quiet_after_us = percentile(&mut measure_latency(tunnels, publisher), 99.0);
+    eprintln!(
+        "slowloris: {attackers} attackers opened in {open_ms} ms, {trickled} bytes trickled, \
+         {open_under_attack} connections open under attack, measured until {measured_at:?}; \
+         p99 quiet {quiet_before_us} us, under attack {attack_us} us, quiet again \
+         {quiet_after_us} us; attackers closed 408 after {} .. {latest_close_ms} ms",
+        closed_after_ms.iter().min().unwrap(),
+    );
+    Round {
+        quiet_before_us,
+        attack_us,
+        quiet_after_us,
+    }
+}
+
+/// The p99 of live tunnels holds beside a slowloris attack, whose connections are timed out
+/// and counted.
+///
+/// The bound is max(2 x quiet p99, quiet p99 + 2 ms), the quiet p99 being the larger of the
+/// windows right before and right after the attack. The live tunnels' p99 is a few hundred
+/// microseconds in this debug build, and on a 2-core machine shared with other builds it moves
+/// by a millisecond or more from one second to the next (a scheduler tick, a neighbour's
+/// burst): measured here, quiet windows of the same run ranged from 0.6 to 4 ms. A bare 2x on
+/// such figures would measure the neighbours, not the attack, hence the floor, the bracketing,
+/// and up to `SLOWLORIS_ROUNDS_MAX` rounds, of which one must hold the bound: a router that the
+/// attack really slows fails every round. Every round checks the timeouts and counts in full.
+#[test]
+fn slowloris_beside_live_tunnels_keeps_their_p99_and_is_timed_out() {
+    let limit = router::os::raise_open_files_limit() as usize;
+    // Two descriptors per attacker in this process, and room for everything else.
+    let attackers = SLOWLORIS_MAX.min(limit.saturating_sub(1024) / 2);
+    assert!(
+        attackers >= 300,
+        "the open-files limit {limit} leaves room for only {attackers} attackers"
+    );
+    let timeout = SLOWLORIS_HEADER_TIMEOUT_MS.to_string();
+    let addr = start(&["--header-read-timeout-ms", &timeout]);
+    let mut tunnels = Vec::new();
+    for transport in [Transport::Sse, Transport::Ws] {
+        for _ in 0..LIVE_PER_TRANSPORT {
+            let mut t = Tunnel::open(addr, transport, "path=/live").expect("live tunnel");
+            assert!(t.control().1);
+            tunnels.push(t);
+        }
+    }
+    let mut publisher = Publisher::new(addr);
+    // Warm-up: the first publishes pay for lazily built state on both sides.
+    measure_latency(&mut tunnels, &mut publisher);
+    let mut rounds = Vec::new();
+    while rounds.len() < SLOWLORIS_ROUNDS_MAX {
+        let round = slowloris_round(addr, attackers, &mut tunnels, &mut publisher);
+        let held = round.attack_us <= round.bound_us();
+        rounds.push(round);
+        if held {
+            break;
+        }
+    }
+    let summary: Vec<String> = rounds
+        .iter()
+        .map(|r| format!("{} us under attack, bound {} us", r.attack_us, r.bound_us()))
+        .collect();
+    eprintln!("slowloris: p99 per round: {summary:?}");
+    assert!(
+        rounds.iter().any(|r| r.attack_us <= r.bound_us()),
+        "p99 under attack above max(2 x quiet, quiet + 2 ms) in every round: {summary:?}"
+    );
+    // The live tunnels are unharmed and still attached.
+    let m = metrics(addr);
+    assert_eq!(m["slow_consumer"], 0);
+    assert_eq!(m["tunnels_open"], 2 * LIVE_PER_TRANSPORT as u64);
+}
