@@ -351,6 +351,16 @@ impl Tunnel {
         }
     }
 
+    /// The undecoded bytes held, for a failure message.
+    pub fn debug_pending(&self) -> String {
+        format!(
+            "raw {:?}, body {:?}, items {:?}",
+            String::from_utf8_lossy(&self.raw),
+            String::from_utf8_lossy(&self.body),
+            self.items
+        )
+    }
+
     /// An item already decoded, without reading.
     pub fn pop(&mut self) -> Option<Item> {
         self.items.pop_front()
