@@ -9,15 +9,26 @@
 
 mod support;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::chaos::{self, check, now_us, percentile, Cut, Item, Rng, Seen, Transport, Tunnel};
 use support::*;
+
+/// The chaos tests run one at a time: each loads the machine, and the slowloris test measures
+/// latency, which must not measure the others.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 #[test]
 fn the_history_checker_accounts_for_holes_gaps_and_duplicates() {
@@ -257,6 +268,7 @@ fn slowloris_round(
 /// attack really slows fails every round. Every round checks the timeouts and counts in full.
 #[test]
 fn slowloris_beside_live_tunnels_keeps_their_p99_and_is_timed_out() {
+    let _serial = serial();
     let limit = router::os::raise_open_files_limit() as usize;
     // Two descriptors per attacker in this process, and room for everything else.
     let attackers = SLOWLORIS_MAX.min(limit.saturating_sub(1024) / 2);
@@ -492,6 +504,7 @@ fn cut_client(
 
 #[test]
 fn hundreds_of_cuts_mid_datagram_lose_nothing_silently_and_duplicate_nothing() {
+    let _serial = serial();
     let mut rng = Rng::new(chaos::seed("cuts"));
     let addr = start(&["--replay-datagrams-max", CUT_REPLAY_DATAGRAMS_MAX]);
     let clients = 2 * CUT_CLIENTS_PER_TRANSPORT;
@@ -579,4 +592,249 @@ fn hundreds_of_cuts_mid_datagram_lose_nothing_silently_and_duplicate_nothing() {
     assert!(total.delivered > 0);
     assert_eq!(m["tunnels_open"], clients as u64);
     assert_eq!(m["tunnels_created"], clients as u64);
+}
+
+// ----- Slow consumers: bounded memory, counted disconnects, gaps -----------------------------
+
+/// Consumers of each transport that never read.
+const SLOW_PER_TRANSPORT: usize = 16;
+/// Their receive buffer: small, so the router's side fills fast.
+const SLOW_RCVBUF_BYTES: usize = 4096;
+/// The router's bounds in this test.
+const SLOW_SEND_QUEUE_BYTES_MAX: usize = 64 * 1024;
+const SLOW_REPLAY_BYTES_MAX: usize = 256 * 1024;
+const SLOW_REPLAY_DATAGRAMS_MAX: usize = 1024;
+/// Bookkeeping per replay entry (docs/limits.md).
+const REPLAY_ENTRY_BYTES: usize = 48;
+/// What is published: `SLOW_PUBLISHES` datagrams of `SLOW_DATA_BYTES`.
+const SLOW_PUBLISHES: usize = 2000;
+const SLOW_DATA_BYTES: usize = 4096;
+/// Memory the bound allows beyond the per-tunnel bounds: the batch a connection has taken
+/// from its queue and is writing (at most 64 KiB each, not counted in the send queue), the
+/// shards' buffer pools, allocator slack.
+const SLOW_ALLOWANCE_BYTES: u64 = 24 << 20;
+
+/// The `router` binary as a child process, killed when dropped.
+struct RouterProcess {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl RouterProcess {
+    fn start(flags: &[&str]) -> RouterProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_router"))
+            .args(["--listen", "127.0.0.1:0", "--shards", "2", "--log", "info"])
+            .args(flags)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the router binary starts");
+        // It logs `listening addr=127.0.0.1:PORT` once it listens.
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let plain = strip_ansi(&line);
+                if let Some(addr) = plain
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
+                {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the router says where it listens");
+        RouterProcess { child, addr }
+    }
+
+    /// The router's resident memory (VmRSS), in bytes.
+    fn rss_bytes(&self) -> u64 {
+        rss_bytes(self.child.id())
+    }
+}
+
+impl std::ops::Drop for RouterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// `line` without ANSI colour sequences.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn slow_consumers_are_cut_off_within_the_memory_bound_and_come_back_to_a_gap() {
+    let _serial = serial();
+    let (send_queue, replay_bytes, replay_datagrams) = (
+        SLOW_SEND_QUEUE_BYTES_MAX.to_string(),
+        SLOW_REPLAY_BYTES_MAX.to_string(),
+        SLOW_REPLAY_DATAGRAMS_MAX.to_string(),
+    );
+    let router = RouterProcess::start(&[
+        "--send-queue-bytes-max",
+        &send_queue,
+        "--replay-bytes-max",
+        &replay_bytes,
+        "--replay-datagrams-max",
+        &replay_datagrams,
+    ]);
+    let addr = router.addr;
+    let mut slow = Vec::new();
+    for transport in [Transport::Sse, Transport::Ws] {
+        for _ in 0..SLOW_PER_TRANSPORT {
+            let mut t = Tunnel::open_with(addr, transport, "path=/slow", Some(SLOW_RCVBUF_BYTES))
+                .expect("slow tunnel opens");
+            let (tunnel, new) = t.control();
+            assert!(new);
+            // From here on it reads nothing.
+            slow.push((t, tunnel));
+        }
+    }
+    let tunnels = slow.len();
+    // Memory with the tunnels open and nothing published, settled.
+    thread::sleep(Duration::from_millis(300));
+    let rss_before = router.rss_bytes();
+    assert!(rss_before > 0, "no VmRSS for the router");
+    let peak = Arc::new(AtomicU64::new(rss_before));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling, pid) = (peak.clone(), sampling.clone(), router.child.id());
+        thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_bytes(pid), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let mut publisher = Publisher::new(addr);
+    let data = format!(r#""{}""#, "s".repeat(SLOW_DATA_BYTES - 2));
+    let published: Vec<String> = (0..SLOW_PUBLISHES)
+        .map(|_| publisher.publish("/slow", &data))
+        .collect();
+    assert!(
+        eventually(|| metrics(addr)["slow_consumer"] == tunnels as u64),
+        "not every consumer that reads nothing was cut off: {}",
+        metrics(addr)
+    );
+    sampling.store(false, Ordering::Relaxed);
+    sampler.join().expect("sampler");
+    let rss_peak = peak.load(Ordering::Relaxed);
+    let rss_after = router.rss_bytes();
+    // The documented bound per tunnel: its replay buffer (payloads and entries) and its send
+    // queue (docs/limits.md), as though nothing were shared between tunnels.
+    let per_tunnel = SLOW_REPLAY_BYTES_MAX
+        + SLOW_REPLAY_DATAGRAMS_MAX * REPLAY_ENTRY_BYTES
+        + SLOW_SEND_QUEUE_BYTES_MAX;
+    let bound = rss_before + (tunnels * per_tunnel) as u64 + SLOW_ALLOWANCE_BYTES;
+    // What buffering everything for every tunnel would hold.
+    let unbounded = (tunnels * SLOW_PUBLISHES * SLOW_DATA_BYTES) as u64;
+
+    // Each consumer finds its connection closed mid-stream (no clean end) and what it got was
+    // a prefix; re-attaching with the last datagram it holds gives a gap marker, then the
+    // newest datagrams, then a sentinel: nothing is lost silently, nothing comes twice.
+    let sentinel = publisher.publish("/slow", r#""sentinel""#);
+    let mut history: Vec<String> = published.clone();
+    history.push(sentinel.clone());
+    let mut total = chaos::Verdict::default();
+    let mut received_before_cut = 0;
+    for (mut t, tunnel) in slow {
+        t.stream.set_read_timeout(Some(WAIT)).unwrap();
+        let transport = t.transport;
+        let mut seen = vec![Seen::Attach];
+        // Read what the kernel still holds for it, up to the close.
+        loop {
+            match t.next() {
+                Ok(Some(Item::Datagram { id, .. })) => seen.push(Seen::Datagram(id)),
+                Ok(Some(Item::Keepalive)) => {}
+                Ok(Some(other)) => panic!("a cut-off consumer got {other:?}"),
+                Ok(None) => break,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+                Err(e) => panic!("reading a cut-off consumer: {e}"),
+            }
+        }
+        received_before_cut += seen.len() - 1;
+        let last = seen.iter().rev().find_map(|s| match s {
+            Seen::Datagram(id) => Some(id.clone()),
+            _ => None,
+        });
+        let query = match &last {
+            Some(last) => format!("path=/slow&id={tunnel}&last={last}"),
+            None => format!("path=/slow&id={tunnel}"),
+        };
+        let mut back = Tunnel::open(addr, transport, &query).expect("re-attach");
+        assert_eq!(back.control(), (tunnel.clone(), false));
+        seen.push(Seen::Attach);
+        let end = Seen::Datagram(sentinel.clone());
+        while !seen.contains(&end) {
+            match back.next().expect("replay") {
+                Some(Item::Datagram { id, .. }) => seen.push(Seen::Datagram(id)),
+                Some(Item::Gap) => seen.push(Seen::Gap),
+                Some(Item::Keepalive) => {}
+                other => panic!("{other:?} while replaying"),
+            }
+        }
+        let verdict = check(&history, &seen);
+        assert!(verdict.clean(), "{tunnel}: {verdict:?}");
+        assert_eq!(
+            verdict.gap_markers, 1,
+            "{tunnel} came back to no gap: {verdict:?}"
+        );
+        assert!(verdict.behind_gap > 0, "{verdict:?}");
+        total.add(&verdict);
+    }
+    eprintln!(
+        "slow consumers: {tunnels} never reading (SO_RCVBUF {SLOW_RCVBUF_BYTES}), {SLOW_PUBLISHES} \
+         datagrams of {SLOW_DATA_BYTES} B published; router RSS {} KiB before, peak {} KiB, \
+         after {} KiB; bound {} KiB (buffering everything would be {} MiB); {} datagrams \
+         received before the cut, then {} delivered in all, {} behind {} gap markers",
+        rss_before / 1024,
+        rss_peak / 1024,
+        rss_after / 1024,
+        bound / 1024,
+        unbounded >> 20,
+        received_before_cut,
+        total.delivered,
+        total.behind_gap,
+        total.gap_markers,
+    );
+    assert!(
+        rss_peak <= bound,
+        "router RSS peaked at {rss_peak} B, above the bound {bound} B"
+    );
+    let m = metrics(addr);
+    assert_eq!(m["slow_consumer"], tunnels as u64, "{m}");
+    assert_eq!(m["tunnels_open"], tunnels as u64, "{m}");
 }
