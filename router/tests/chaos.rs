@@ -350,7 +350,8 @@ impl CutClient {
         });
         match last {
             Some(last) => format!("path=/cut&id={}&last={last}", self.tunnel),
-            None => format!("path=/cut&id={}", self.tunnel),
+            // Nothing processed yet: the tunnel's own id says so (docs/protocol.md).
+            None => format!("path=/cut&id={0}&last={0}", self.tunnel),
         }
     }
 
@@ -423,7 +424,13 @@ fn cut_client(
         // Read a budget of bytes in random sizes, then cut wherever that ends.
         // Reads wait in short steps, so that the end of publishing ends the budget too.
         t.stream.set_read_timeout(Some(STEP)).unwrap();
-        let mut budget = rng.range(1, 6000) as usize;
+        // The first attachment is cut within its first datagram: the client has processed
+        // nothing, and the router has written to a connection that breaks.
+        let mut budget = if me.cuts == 0 {
+            rng.range(1, 40) as usize
+        } else {
+            rng.range(1, 6000) as usize
+        };
         let mut waited = Duration::ZERO;
         while budget > 0 && !t.ended {
             // Never past the budget, so that the cut falls at a random byte of the stream.
