@@ -255,9 +255,11 @@ async fn open_and_receive(
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_bytes);
     let (request, resumed) = {
         let mut session = session.borrow_mut();
+        // Before its first datagram, the tunnel's own id as `last`: the router then writes
+        // again what it wrote to the lost connection.
         let resume = session.tunnel.as_deref().map(|tunnel| Resume {
             tunnel,
-            last: session.last.as_deref(),
+            last: Some(session.last.as_deref().unwrap_or(tunnel)),
         });
         let request = peer::tunnel_request(
             shared.peer,
