@@ -325,6 +325,10 @@ fn reattach_recovers_cut_tunnels_and_counts_replays_and_gaps() {
         "200",
         "--duration-s",
         "2",
+        // Long enough for a tunnel cut by the last publishes to wait its 300 ms and replay
+        // what it missed, on a loaded machine too.
+        "--drain-ms",
+        "3000",
     ];
 
     let (proxy, cuts) = cutting_proxy(addr, 60);
