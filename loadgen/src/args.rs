@@ -35,6 +35,10 @@ and DIR/latency.hlog (HdrHistogram interval log) and prints a one-line summary.
   --pid LIST            process ids (with their descendants) whose memory is sampled
                         before and after the tunnels open
   --label NAME          a name for this run in the summary and plots (default: the peer)
+  --reattach            (router only) a live tunnel whose connection is lost (cut off as a slow
+                        consumer, reset, ended) re-attaches with its id and last=<last id seen>;
+                        its replayed datagrams and those lost behind a gap marker are counted
+  --reattach-delay-ms MS  wait before each re-attach (default 0: at once)
 
 Exit status: 0 when every tunnel opened and every publish was accepted and delivered once and
 in order; 3 when the run finished but lost or refused something (the results are written);
@@ -207,6 +211,9 @@ pub struct Args {
     pub drain_ms: u64,
     pub pids: Vec<u32>,
     pub label: String,
+    /// Live tunnels re-attach with `id` and `last` when their connection is lost.
+    pub reattach: bool,
+    pub reattach_delay_ms: u64,
 }
 
 pub enum ArgsError {
@@ -240,7 +247,11 @@ const FLAGS: &[&str] = &[
     "--drain-ms",
     "--pid",
     "--label",
+    "--reattach-delay-ms",
 ];
+
+/// Flags that take no value.
+const SWITCHES: &[&str] = &["--reattach"];
 
 /// Sources at most: 127.0.0.0/8 has 16M addresses, but more than this is a typo.
 const SOURCES_MAX: u32 = 65_536;
@@ -287,6 +298,12 @@ pub fn parse_args(argv: &[String]) -> Result<Args, ArgsError> {
     while let Some(flag) = iter.next() {
         if flag == "--help" || flag == "-h" {
             return Err(ArgsError::Help);
+        }
+        if let Some(switch) = SWITCHES.iter().find(|f| **f == flag) {
+            if values.insert(switch, String::new()).is_some() {
+                return Err(ArgsError::Bad(format!("{flag} given twice")));
+            }
+            continue;
         }
         let Some(known) = FLAGS.iter().find(|f| **f == flag) else {
             return Err(ArgsError::Bad(format!("unknown argument {flag:?}")));
@@ -366,6 +383,11 @@ pub fn parse_args(argv: &[String]) -> Result<Args, ArgsError> {
         None => Vec::new(),
     };
     let label = optional("--label").unwrap_or_else(|| peer.name().to_owned());
+    let reattach = values.contains_key("--reattach");
+    let reattach_delay_ms: u64 = match optional("--reattach-delay-ms") {
+        Some(v) => number("--reattach-delay-ms", &v)?,
+        None => 0,
+    };
 
     let tunnels = live.saturating_add(idle);
     if tunnels == 0 || tunnels > 10_000_000 {
@@ -403,6 +425,22 @@ pub fn parse_args(argv: &[String]) -> Result<Args, ArgsError> {
     if label.is_empty() || label.len() > 64 {
         return Err(ArgsError::Bad("--label must be 1..=64 characters".into()));
     }
+    if reattach && peer != Peer::Router {
+        return Err(ArgsError::Bad(format!(
+            "--reattach: {} has no re-attach with last",
+            peer.name()
+        )));
+    }
+    if values.contains_key("--reattach-delay-ms") && !reattach {
+        return Err(ArgsError::Bad(
+            "--reattach-delay-ms needs --reattach".into(),
+        ));
+    }
+    if reattach_delay_ms > 60_000 {
+        return Err(ArgsError::Bad(
+            "--reattach-delay-ms must be at most 60000".into(),
+        ));
+    }
     Ok(Args {
         targets,
         publish_to,
@@ -423,6 +461,8 @@ pub fn parse_args(argv: &[String]) -> Result<Args, ArgsError> {
         drain_ms,
         pids,
         label,
+        reattach,
+        reattach_delay_ms,
     })
 }
 
@@ -508,6 +548,11 @@ mod tests {
         assert_eq!(args.sources[3], Ipv4Addr::new(127, 0, 1, 4));
         assert_eq!(args.pids, vec![10, 11]);
         assert_eq!(args.processes, Some(3));
+        assert!(!args.reattach);
+        let args = good("--reattach --reattach-delay-ms 250");
+        assert!(args.reattach);
+        assert_eq!(args.reattach_delay_ms, 250);
+        assert_eq!(good("--reattach").reattach_delay_ms, 0);
     }
 
     #[test]
@@ -522,6 +567,9 @@ mod tests {
         assert!(bad(&format!("{GOOD} --peer pushpin")).contains("pushpin does not speak ws"));
         assert!(bad(&GOOD.replace("ws", "ws:2,sse:0")).contains("weight"));
         assert!(bad(&GOOD.replace("ws", "ws,ws")).contains("twice"));
+        assert!(bad(&format!("{GOOD} --reattach --reattach")).contains("twice"));
+        assert!(bad(&format!("{GOOD} --reattach-delay-ms 5")).contains("needs --reattach"));
+        assert!(bad(&format!("{GOOD} --reattach --peer nchan")).contains("no re-attach"));
         assert!(bad("--target").contains("needs a value"));
         assert!(bad("--transport ws").contains("missing --target"));
         assert!(matches!(parse_args(&argv("--help")), Err(ArgsError::Help)));

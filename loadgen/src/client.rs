@@ -1,5 +1,6 @@
 //! Tunnels over monoio: open one (WebSocket, SSE, NUL or NDJSON stream, or long-poll),
-//! then receive datagrams until the run stops, recording latency and sequence numbers.
+//! then receive datagrams until the run stops, recording latency and sequence numbers. With
+//! `--reattach`, a tunnel whose connection is lost re-attaches with its id and last datagram id.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -20,7 +21,7 @@ use router::wire::websocket::{put_masked_close, Limits, OpCode};
 
 use crate::args::{Peer, Placement, Transport};
 use crate::net::{connect, monotonic_us};
-use crate::peer::{self, Message, Payload, PollAnswer};
+use crate::peer::{self, Message, Payload, PollAnswer, Resume};
 use crate::response::{peek_head, Head};
 use crate::stats::Latencies;
 use crate::tracker::Tracker;
@@ -31,6 +32,11 @@ const READ_BUFFER_BYTES: usize = 2 * 1024;
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// A datagram (an SSE event, a long-poll answer) larger than this fails the tunnel.
 const MESSAGE_BYTES_MAX: usize = 1024 * 1024;
+/// Re-attach attempts in a row that may fail (no connection, refused) before the tunnel
+/// counts as lost.
+const REATTACH_FAILURES_MAX: u32 = 5;
+/// Wait between failed re-attach attempts, at least.
+const REATTACH_RETRY_MS: u64 = 100;
 
 /// Counters of one worker process, read by its status reports.
 #[derive(Debug, Default)]
@@ -42,12 +48,17 @@ pub struct Counters {
     /// Tunnels that were open and then ended before the run did.
     pub tunnels_lost: AtomicU64,
     pub deliveries: AtomicU64,
+    /// Lost connections re-attached (`--reattach`).
+    pub reattaches: AtomicU64,
 }
 
 /// State shared by the threads of one worker process.
 #[derive(Debug)]
 pub struct Shared {
     pub peer: Peer,
+    /// `--reattach`: re-attach lost tunnels, after `reattach_delay`.
+    pub reattach: bool,
+    pub reattach_delay: Duration,
     pub counters: Counters,
     /// When publishing starts (`CLOCK_MONOTONIC` µs); 0 until the coordinator says.
     pub start_us: AtomicU64,
@@ -78,11 +89,50 @@ pub struct Tunnel {
 
 type Outcome = Result<(), &'static str>;
 
+/// Where a tunnel stands across its connections.
+#[derive(Debug, Default)]
+struct Session {
+    /// The tunnel id, once its control datagram (or first poll answer) named it.
+    tunnel: Option<String>,
+    /// The id of the last datagram received.
+    last: Option<String>,
+    /// When the latest re-attach request was sent (`CLOCK_MONOTONIC` µs).
+    resumed_at_us: Option<u64>,
+}
+
 /// Opens one tunnel and receives until the connection ends or the run stops; counts the
-/// outcome.
+/// outcome. With `--reattach`, a tunnel that was open re-attaches each time its connection is
+/// lost, until the run stops or `REATTACH_FAILURES_MAX` attempts in a row fail.
 pub async fn run_tunnel(shared: &Shared, state: Rc<RefCell<ThreadState>>, tunnel: Tunnel) {
+    let session = RefCell::new(Session::default());
     let mut opened = false;
-    let result = open_and_receive(shared, &state, tunnel, &mut opened).await;
+    let mut failures = 0;
+    let result = loop {
+        let mut attempt_opened = false;
+        let result = open_and_receive(shared, &state, tunnel, &mut attempt_opened, &session).await;
+        opened |= attempt_opened;
+        let resumable = shared.reattach
+            && opened
+            && !tunnel.placement.zombie
+            && session.borrow().tunnel.is_some();
+        if !resumable || shared.stop.load(Ordering::Relaxed) {
+            break result;
+        }
+        failures = if attempt_opened { 0 } else { failures + 1 };
+        if failures >= REATTACH_FAILURES_MAX {
+            break result;
+        }
+        let delay = if failures == 0 {
+            shared.reattach_delay
+        } else {
+            shared
+                .reattach_delay
+                .max(Duration::from_millis(REATTACH_RETRY_MS))
+        };
+        if !delay.is_zero() {
+            monoio::time::sleep(delay).await;
+        }
+    };
     let counters = &shared.counters;
     if !opened {
         counters.tunnels_failed.fetch_add(1, Ordering::Relaxed);
@@ -100,6 +150,7 @@ struct Receiver<'a> {
     shared: &'a Shared,
     state: &'a RefCell<ThreadState>,
     slot: Option<usize>,
+    session: &'a RefCell<Session>,
 }
 
 impl Counters {
@@ -116,7 +167,42 @@ impl Receiver<'_> {
         if let Some(payload) = message.payload() {
             self.deliver(payload);
         }
+        if self.shared.reattach {
+            self.follow(&message);
+        }
         Ok(message)
+    }
+
+    /// Keeps what a re-attach needs: the tunnel id and the last datagram id; and tells the
+    /// tracker about gap markers.
+    fn follow(&self, message: &Message) {
+        let mut session = self.session.borrow_mut();
+        if let Some(id) = &message.id {
+            let last = session.last.get_or_insert_with(String::new);
+            last.clear();
+            last.push_str(id);
+        }
+        match message.kind.as_deref() {
+            Some("tunnel") => session.tunnel = message.tunnel.as_deref().map(str::to_owned),
+            Some("gap") => {
+                if let Some(slot) = self.slot {
+                    if let Some((_, tracker)) = self.state.borrow_mut().trackers.get_mut(slot) {
+                        tracker.gap_marker();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a connection whose response head arrived: a tunnel opened, or one re-attached.
+    fn opened(&self, resumed: bool) {
+        let counters = &self.shared.counters;
+        if resumed {
+            counters.reattaches.fetch_add(1, Ordering::Relaxed);
+        } else {
+            counters.opened();
+        }
     }
 
     fn deliver(&self, payload: Payload) {
@@ -130,8 +216,17 @@ impl Receiver<'_> {
         let mut state = self.state.borrow_mut();
         state.latencies.record(latency_us, since_start);
         state.last_delivery_us = state.last_delivery_us.max(now_us);
+        // Published before the latest re-attach and received after it: from the replay buffer.
+        let replayed = self
+            .session
+            .borrow()
+            .resumed_at_us
+            .is_some_and(|at| payload.t_us < at);
         if let Some((_, tracker)) = state.trackers.get_mut(slot) {
             tracker.observe(payload.seq);
+            if replayed {
+                tracker.replayed();
+            }
         }
         if let Ok(mut recent) = self.shared.recent.lock() {
             recent.saturating_record(latency_us.max(1));
@@ -148,6 +243,7 @@ async fn open_and_receive(
     state: &RefCell<ThreadState>,
     tunnel: Tunnel,
     opened: &mut bool,
+    session: &RefCell<Session>,
 ) -> Outcome {
     let placement = tunnel.placement;
     let mut stream = connect(placement.target, placement.source)
@@ -157,13 +253,28 @@ async fn open_and_receive(
     let mut key_bytes = [0u8; 16];
     getrandom::getrandom(&mut key_bytes).map_err(|_| "no randomness")?;
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key_bytes);
-    let request = peer::tunnel_request(
-        shared.peer,
-        placement.transport,
-        placement.path,
-        &host,
-        &key,
-    );
+    let (request, resumed) = {
+        let mut session = session.borrow_mut();
+        // Before its first datagram, the tunnel's own id as `last`: the router then writes
+        // again what it wrote to the lost connection.
+        let resume = session.tunnel.as_deref().map(|tunnel| Resume {
+            tunnel,
+            last: Some(session.last.as_deref().unwrap_or(tunnel)),
+        });
+        let request = peer::tunnel_request(
+            shared.peer,
+            placement.transport,
+            placement.path,
+            &host,
+            &key,
+            resume,
+        );
+        let resumed = resume.is_some();
+        if resumed {
+            session.resumed_at_us = Some(monotonic_us());
+        }
+        (request, resumed)
+    };
     let (result, _) = stream.write_all(request.into_bytes()).await;
     result.map_err(|_| "write failed")?;
 
@@ -173,6 +284,7 @@ async fn open_and_receive(
         shared,
         state,
         slot: tunnel.slot,
+        session,
     };
     if placement.transport == Transport::Longpoll {
         return long_poll(
@@ -180,9 +292,9 @@ async fn open_and_receive(
             &mut buf,
             head,
             &receiver,
-            &host,
             placement,
             opened,
+            resumed,
         )
         .await;
     }
@@ -198,7 +310,7 @@ async fn open_and_receive(
         return Err("tunnel refused");
     }
     *opened = true;
-    shared.counters.opened();
+    receiver.opened(resumed);
     if placement.zombie {
         // Never read again: whatever the server sends piles up in the socket buffers. The
         // task never wakes (no polling: 10^5 zombies must cost no CPU); the process ends it.
@@ -434,39 +546,42 @@ async fn long_poll(
     buf: &mut BytesMut,
     first: Head,
     receiver: &Receiver<'_>,
-    host: &str,
     placement: Placement,
     opened: &mut bool,
+    resumed: bool,
 ) -> Outcome {
     let mut head = first;
-    let mut tunnel: Option<String> = None;
-    let mut last: Option<String> = None;
+    let session = receiver.session;
+    let host = placement.target.to_string();
     loop {
         if head.status != 200 {
             return Err("poll refused");
         }
         let body = read_body(stream, buf, &head).await?;
         let answer: PollAnswer = serde_json::from_slice(&body).map_err(|_| "bad poll answer")?;
-        if tunnel.is_none() {
-            tunnel = answer.tunnel.clone();
-            if tunnel.is_none() {
+        if !*opened {
+            let Some(tunnel) = answer.tunnel.clone() else {
                 return Err("poll answer without a tunnel");
-            }
+            };
+            session.borrow_mut().tunnel = Some(tunnel);
             *opened = true;
-            receiver.shared.counters.opened();
+            receiver.opened(resumed);
         }
         for raw in &answer.messages {
             let message = receiver.message(raw.get().as_bytes())?;
             if let Some(id) = message.id {
-                last = Some(id.into_owned());
+                session.borrow_mut().last = Some(id.into_owned());
             }
         }
         if placement.zombie {
             // Stops polling for good (see the streaming zombies above).
             std::future::pending::<()>().await;
         }
-        let id = tunnel.as_deref().unwrap_or_default();
-        let request = peer::poll_request(host, id, last.as_deref());
+        let request = {
+            let session = session.borrow();
+            let id = session.tunnel.as_deref().unwrap_or_default();
+            peer::poll_request(&host, id, session.last.as_deref())
+        };
         let (result, _) = stream.write_all(request.into_bytes()).await;
         result.map_err(|_| "write failed")?;
         head = read_head(stream, buf).await?;

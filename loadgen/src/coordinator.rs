@@ -48,6 +48,22 @@ struct Memory {
     per_tunnel_bytes: f64,
 }
 
+/// What `--reattach` recovered.
+#[derive(serde::Serialize)]
+struct Reattach {
+    /// Wait before each re-attach.
+    delay_ms: u64,
+    /// Lost connections re-attached with the tunnel id and `last`.
+    reattaches: u64,
+    /// Deliveries published before a re-attach and received after it (from the replay
+    /// buffer): told apart by their intended publish time, so at saturation, where the
+    /// publisher lags its schedule, a few live deliveries right after a re-attach count here.
+    replayed: u64,
+    /// Sequence numbers never received, right behind a gap marker: loss the router announced
+    /// (not among `sequence.gaps`).
+    lost_behind_gap: u64,
+}
+
 #[derive(serde::Serialize)]
 struct Summary {
     scenario: &'static str,
@@ -86,6 +102,9 @@ struct Summary {
     delivery_window_s: f64,
     latency_us: Percentiles,
     sequence: SeqCounts,
+    /// Only with `--reattach`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reattach: Option<Reattach>,
     memory: Option<Memory>,
     /// Drops and retransmissions on this machine during the run: non-zero means the
     /// machine's network stack, not only the target, shaped the latency tail.
@@ -471,7 +490,10 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<Finished> {
     }
     let mut sequence = SeqCounts::default();
     let mut deliveries_expected = 0;
+    let (mut replayed, mut lost_behind_gap) = (0, 0);
     for (path, tally) in &paths {
+        replayed += tally.replayed;
+        lost_behind_gap += tally.behind_gap;
         let published = plan
             .published_per_path
             .get(*path as usize)
@@ -531,6 +553,12 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<Finished> {
         delivery_window_s,
         latency_us: percentiles(&total),
         sequence,
+        reattach: args.reattach.then(|| Reattach {
+            delay_ms: args.reattach_delay_ms,
+            reattaches: outcomes.iter().map(|o| o.status.reattaches).sum(),
+            replayed,
+            lost_behind_gap,
+        }),
         memory,
         network: memory::NetCounters::read().since(net_before),
     };
@@ -543,10 +571,16 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<Finished> {
     let memory = summary.memory.as_ref().map_or(String::new(), |m| {
         format!(", memory {:.0} B/tunnel", m.per_tunnel_bytes)
     });
+    let reattach = summary.reattach.as_ref().map_or(String::new(), |r| {
+        format!(
+            ", reattaches={} replayed={} lost_behind_gap={}",
+            r.reattaches, r.replayed, r.lost_behind_gap
+        )
+    });
     let line = format!(
         "loadgen {} {} live={} idle={} paths={} rate={}/s: tunnels {}/{} open ({} failed, {} lost), \
          {:.0} connects/s, publishes {} ({} failed), deliveries {}/{} ({:.0}/s), \
-         latency us p50={} p90={} p99={} p99.9={} max={}, gaps={} duplicates={} out_of_order={}{memory}",
+         latency us p50={} p90={} p99={} p99.9={} max={}, gaps={} duplicates={} out_of_order={}{reattach}{memory}",
         summary.label, summary.transport, args.live, args.idle, args.paths, args.rate_per_s,
         summary.tunnels_open, summary.tunnels_attempted, summary.tunnels_failed, summary.tunnels_lost,
         summary.connect_rate_per_s, summary.publishes_sent, summary.publishes_failed,
@@ -565,10 +599,12 @@ pub fn run(args: Args, argv: &[String]) -> std::io::Result<Finished> {
         (summary.publishes_failed, "publishes failed"),
         (summary.publishes_skipped, "publishes skipped"),
         (
-            deliveries_expected.saturating_sub(summary.deliveries),
+            deliveries_expected.saturating_sub(summary.deliveries + lost_behind_gap),
             "deliveries missing",
         ),
         (sequence.gaps, "gaps"),
+        // Announced by the router (a gap marker), but lost all the same.
+        (lost_behind_gap, "lost behind gap markers"),
         (sequence.duplicates, "duplicates"),
         (sequence.out_of_order, "out of order"),
     ];

@@ -3,19 +3,32 @@
 
 use crate::args::{Peer, Transport};
 
-/// The request head that opens a tunnel (`path`: the live path index, `None` for idle).
-/// `ws_key` is the `Sec-WebSocket-Key` for a WebSocket tunnel.
+/// Where a router tunnel resumes when it re-attaches: its id and the last datagram id seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume<'a> {
+    pub tunnel: &'a str,
+    pub last: Option<&'a str>,
+}
+
+/// The request head that opens a tunnel (`path`: the live path index, `None` for idle), or
+/// re-attaches to a router tunnel with `resume`. `ws_key` is the `Sec-WebSocket-Key` for a
+/// WebSocket tunnel.
 pub fn tunnel_request(
     peer: Peer,
     transport: Transport,
     path: Option<u64>,
     host: &str,
     ws_key: &str,
+    resume: Option<Resume>,
 ) -> String {
     let target = match peer {
         Peer::Router => {
             let path = path.map_or(String::new(), |p| format!("&path=/load/{p}"));
-            format!("/tunnel?format={}{path}", transport.name())
+            let resume = resume.map_or(String::new(), |r| {
+                let last = r.last.map_or(String::new(), |l| format!("&last={l}"));
+                format!("&id={}{last}", r.tunnel)
+            });
+            format!("/tunnel?format={}{path}{resume}", transport.name())
         }
         Peer::Nchan | Peer::Pushpin | Peer::Baseline => match path {
             Some(p) => format!("/sub/load{p}"),
@@ -99,6 +112,12 @@ pub struct Message<'a> {
     data: Option<Payload>,
     seq: Option<u64>,
     t_us: Option<u64>,
+    /// A control datagram's type: `tunnel`, `gap`, `keepalive`.
+    #[serde(borrow, rename = "type")]
+    pub kind: Option<std::borrow::Cow<'a, str>>,
+    /// The `tunnel` control datagram's tunnel id.
+    #[serde(borrow)]
+    pub tunnel: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl<'a> Message<'a> {
@@ -122,6 +141,8 @@ impl<'a> Message<'a> {
                 data: None,
                 seq: Some(payload.seq),
                 t_us: Some(payload.t_us),
+                kind: None,
+                tunnel: None,
             });
         };
         let (id, rest) = plain_string(rest)?;
@@ -133,6 +154,8 @@ impl<'a> Message<'a> {
             data: Some(parse_payload(rest)?),
             seq: None,
             t_us: None,
+            kind: None,
+            tunnel: None,
         })
     }
 
@@ -189,16 +212,42 @@ mod tests {
 
     #[test]
     fn tunnel_requests_follow_each_peer() {
-        let r = tunnel_request(Peer::Router, Transport::Nul, Some(3), "h:1", "");
+        let r = tunnel_request(Peer::Router, Transport::Nul, Some(3), "h:1", "", None);
         assert!(r.starts_with("GET /tunnel?format=nul&path=/load/3 HTTP/1.1\r\nHost: h:1\r\n"));
         assert!(r.ends_with("\r\n\r\n"));
-        let r = tunnel_request(Peer::Router, Transport::Ws, None, "h:1", "k==");
+        let r = tunnel_request(Peer::Router, Transport::Ws, None, "h:1", "k==", None);
         assert!(r.starts_with("GET /tunnel?format=ws HTTP/1.1"));
         assert!(r.contains("Sec-WebSocket-Key: k==\r\n"));
-        let r = tunnel_request(Peer::Nchan, Transport::Sse, Some(7), "h:1", "");
+        let resume = Resume {
+            tunnel: "0-1-ab",
+            last: Some("1-9"),
+        };
+        let r = tunnel_request(
+            Peer::Router,
+            Transport::Sse,
+            Some(2),
+            "h:1",
+            "",
+            Some(resume),
+        );
+        assert!(r.starts_with("GET /tunnel?format=sse&path=/load/2&id=0-1-ab&last=1-9 HTTP/1.1"));
+        let resume = Resume {
+            last: None,
+            ..resume
+        };
+        let r = tunnel_request(
+            Peer::Router,
+            Transport::Ws,
+            Some(2),
+            "h:1",
+            "k",
+            Some(resume),
+        );
+        assert!(r.starts_with("GET /tunnel?format=ws&path=/load/2&id=0-1-ab HTTP/1.1"));
+        let r = tunnel_request(Peer::Nchan, Transport::Sse, Some(7), "h:1", "", None);
         assert!(r.starts_with("GET /sub/load7 HTTP/1.1"));
         assert!(r.contains("Accept: text/event-stream\r\n"));
-        let r = tunnel_request(Peer::Pushpin, Transport::Sse, None, "h:1", "");
+        let r = tunnel_request(Peer::Pushpin, Transport::Sse, None, "h:1", "", None);
         assert!(r.starts_with("GET /sub/idle HTTP/1.1"));
     }
 
@@ -248,6 +297,10 @@ mod tests {
             .expect("control datagram");
         assert_eq!(control.id, None);
         assert_eq!(control.payload(), None);
+        assert_eq!(control.kind.as_deref(), Some("tunnel"));
+        assert_eq!(control.tunnel.as_deref(), Some("0-0-ab"));
+        let gap = Message::parse(br#"{"type":"gap"}"#).expect("gap");
+        assert_eq!((gap.kind.as_deref(), gap.payload()), (Some("gap"), None));
         assert!(Message::parse(b"not json").is_err());
     }
 

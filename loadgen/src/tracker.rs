@@ -1,4 +1,5 @@
-//! Per-receiver sequence tracking: gaps (missing), duplicates and out-of-order deliveries.
+//! Per-receiver sequence tracking: gaps (missing), duplicates and out-of-order deliveries, and,
+//! for tunnels that re-attach, what was replayed and what was lost behind a gap marker.
 
 use std::collections::BTreeSet;
 
@@ -37,6 +38,13 @@ pub struct Tracker {
     /// Missing numbers not remembered because `missing` was full.
     missing_forgotten: u64,
     counts: SeqCounts,
+    /// A gap marker arrived and no datagram since: the next hole is the router's announced
+    /// loss, not a silent one.
+    gap_pending: bool,
+    /// Numbers skipped right after a gap marker.
+    behind_gap: u64,
+    /// Deliveries replayed after a re-attach.
+    replayed: u64,
 }
 
 impl Tracker {
@@ -44,10 +52,24 @@ impl Tracker {
         Tracker::default()
     }
 
+    /// The router sent a gap marker: what the next delivery skips was lost, and said so.
+    pub fn gap_marker(&mut self) {
+        self.gap_pending = true;
+    }
+
+    /// A delivery replayed after a re-attach (observed as well).
+    pub fn replayed(&mut self) {
+        self.replayed += 1;
+    }
+
     pub fn observe(&mut self, seq: u64) {
         self.counts.received += 1;
+        let behind_gap = std::mem::take(&mut self.gap_pending);
         if seq == self.next {
             self.next += 1;
+        } else if seq > self.next && behind_gap {
+            self.behind_gap += seq - self.next;
+            self.next = seq + 1;
         } else if seq > self.next {
             for missed in self.next..seq {
                 if self.missing.len() < MISSING_REMEMBERED_MAX {
@@ -89,11 +111,18 @@ pub struct PathTally {
     pub received: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
+    /// Numbers lost behind gap markers (not among `missing`).
+    #[serde(default)]
+    pub behind_gap: u64,
+    #[serde(default)]
+    pub replayed: u64,
 }
 
 impl PathTally {
     pub fn add_tracker(&mut self, tracker: &Tracker) {
         self.trackers += 1;
+        self.behind_gap += tracker.behind_gap;
+        self.replayed += tracker.replayed;
         self.missing += tracker.missing.len() as u64 + tracker.missing_forgotten;
         self.next_sum += tracker.next;
         self.received += tracker.counts.received;
@@ -108,6 +137,8 @@ impl PathTally {
         self.received += other.received;
         self.duplicates += other.duplicates;
         self.out_of_order += other.out_of_order;
+        self.behind_gap += other.behind_gap;
+        self.replayed += other.replayed;
     }
 
     /// The same counts as summing `Tracker::counts(published)` over the trackers.
@@ -196,6 +227,27 @@ mod tests {
         assert_eq!(counts.out_of_order, 1);
         assert_eq!(counts.gaps, 0);
         assert_eq!(counts.duplicates, 1, "the second 1 is a duplicate");
+    }
+
+    #[test]
+    fn a_hole_behind_a_gap_marker_is_announced_loss_not_a_gap() {
+        let mut tracker = Tracker::new();
+        tracker.observe(0);
+        tracker.gap_marker();
+        tracker.observe(4);
+        // A later hole without a marker is a gap again.
+        tracker.observe(7);
+        tracker.replayed();
+        assert_eq!((tracker.behind_gap, tracker.replayed), (3, 1));
+        assert_eq!(tracker.counts(8).gaps, 2);
+        // A marker with nothing missing behind it costs nothing.
+        tracker.gap_marker();
+        tracker.observe(8);
+        assert_eq!(tracker.behind_gap, 3);
+        let mut tally = PathTally::default();
+        tally.add_tracker(&tracker);
+        assert_eq!((tally.behind_gap, tally.replayed), (3, 1));
+        assert_eq!(tally.counts(9).gaps, 2);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct Status {
     pub failed: u64,
     pub lost: u64,
     pub deliveries: u64,
+    /// Lost connections re-attached (`--reattach`).
+    #[serde(default)]
+    pub reattaches: u64,
     /// Latencies since the previous report (base64 histogram).
     pub recent: String,
 }
@@ -140,6 +143,7 @@ fn status(shared: &Shared) -> Status {
         failed: counters.tunnels_failed.load(Ordering::Relaxed),
         lost: counters.tunnels_lost.load(Ordering::Relaxed),
         deliveries: counters.deliveries.load(Ordering::Relaxed),
+        reattaches: counters.reattaches.load(Ordering::Relaxed),
         recent,
     }
 }
@@ -158,6 +162,8 @@ pub fn run(args: Args, index: u64, processes: u64) {
     router::os::raise_open_files_limit();
     let shared = Arc::new(Shared {
         peer: args.peer,
+        reattach: args.reattach,
+        reattach_delay: Duration::from_millis(args.reattach_delay_ms),
         counters: Counters::default(),
         start_us: AtomicU64::new(0),
         stop: AtomicBool::new(false),

@@ -273,6 +273,15 @@ impl Tunnel {
         gap
     }
 
+    /// Positions the cursor at the first datagram the tunnel ever held, for a client that has
+    /// processed none yet (it sends its tunnel id as `last`): everything held is replayed.
+    /// Returns true (a gap) when datagrams were evicted since the tunnel opened.
+    pub fn seek_start(&mut self) -> bool {
+        self.cursor = self.replay_seq_first;
+        self.unsent_bytes = self.unsent().map(Datagram::len).sum();
+        self.replay_seq_first > 0
+    }
+
     fn unsent(&self) -> impl Iterator<Item = &Datagram> {
         let skip = self.cursor.saturating_sub(self.replay_seq_first) as usize;
         self.replay.iter().skip(skip)
@@ -570,6 +579,22 @@ mod tests {
         assert_eq!(drain(&mut t), vec!["0-3", "0-4", "0-5", "0-6"]);
         assert!(!t.seek(None));
         assert!(drain(&mut t).is_empty());
+    }
+
+    #[test]
+    fn replay_from_the_start() {
+        let mut t = tunnel();
+        for seq in 1..=3 {
+            t.push(dg(seq), &LIMITS);
+        }
+        assert_eq!(drain(&mut t), vec!["0-1", "0-2", "0-3"]);
+        assert!(!t.seek_start(), "nothing evicted yet");
+        assert_eq!(drain(&mut t), vec!["0-1", "0-2", "0-3"]);
+        for seq in 4..=6 {
+            t.push(dg(seq), &LIMITS);
+        }
+        assert!(t.seek_start(), "0-1 and 0-2 were evicted: gap");
+        assert_eq!(drain(&mut t), vec!["0-3", "0-4", "0-5", "0-6"]);
     }
 
     #[test]

@@ -478,3 +478,48 @@ fn slow_consumer_is_disconnected_and_its_tunnel_survives() {
     let sentinel = p.publish("/slow", "0");
     assert_eq!(s.sse_event().unwrap(), event(&sentinel, "/slow", "0"));
 }
+
+/// A client whose first connection broke before it had processed any datagram has no `last` to
+/// send. Re-attaching with its tunnel id as `last` says so: the router replays everything the
+/// tunnel holds, instead of resuming after what it had written to the broken connection (which
+/// the client never got: a silent loss).
+#[test]
+fn reattach_with_the_tunnel_id_as_last_replays_from_the_start() {
+    let addr = start(&[]);
+    let mut s = Stream::open(addr, "/tunnel?format=sse&path=/first");
+    let (tunnel, _) = sse_control(&mut s);
+    let mut p = Publisher::new(addr);
+    let first = p.publish("/first", "1");
+    let second = p.publish("/first", "2");
+    // The client reads a few bytes of the first datagram's chunk, then its connection breaks.
+    let mut partial = [0u8; 12];
+    s.client
+        .reader
+        .read_exact(&mut partial)
+        .expect("the first bytes of a datagram");
+    drop(s);
+    // Both were written to the broken connection: without `last` they count as sent.
+    let mut s = Stream::open(
+        addr,
+        &format!("/tunnel?format=sse&id={tunnel}&last={tunnel}"),
+    );
+    assert_eq!(sse_control(&mut s), (tunnel.clone(), false));
+    assert_eq!(s.sse_event().unwrap(), event(&first, "/first", "1"));
+    assert_eq!(s.sse_event().unwrap(), event(&second, "/first", "2"));
+    let third = p.publish("/first", "3");
+    assert_eq!(s.sse_event().unwrap(), event(&third, "/first", "3"));
+}
+
+/// The same after evictions: a gap first, then what the tunnel still holds.
+#[test]
+fn reattach_with_the_tunnel_id_as_last_after_evictions_starts_with_a_gap() {
+    let addr = start(&["--replay-datagrams-max", "2"]);
+    let (tunnel, mut p, ids) = tunnel_with_history(addr, "/start", 4, 0);
+    let mut s = Stream::open(
+        addr,
+        &format!("/tunnel?format=sse&id={tunnel}&last={tunnel}"),
+    );
+    assert_eq!(sse_control(&mut s), (tunnel, false));
+    assert_eq!(s.sse_event().unwrap(), vec![GAP_EVENT.to_string()]);
+    expect_replay_then_sentinel(&mut || s.sse_event(), &mut p, "/start", &ids, 2);
+}

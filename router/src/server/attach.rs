@@ -115,15 +115,19 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             return answer.tunnel_error(e).await;
         }
     }
+    let id_text = id.text();
     // A new tunnel starts after everything published before it opened: `last` means nothing.
+    // `last` equal to the tunnel's own id: the client has processed no datagram yet, so
+    // whatever was written to a connection that broke before must be written again.
     let gap = if new {
         false
+    } else if last == Some(id_text.as_str()) {
+        shard.with_tunnel(&id, |t| t.seek_start()).unwrap_or(false)
     } else {
         shard
             .with_tunnel(&id, |t| t.seek(last.map(str::as_bytes)))
             .unwrap_or(false)
     };
-    let id_text = id.text();
     let cb = Callback::new(match (&format, answer.cb.take()) {
         (Format::Iframe, None) => Some(IFRAME_CALLBACK_DEFAULT.to_owned()),
         (_, cb) => cb,

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use router::config::Config;
 
+pub mod chaos;
+
 /// Longest any single read in a test may wait.
 pub const WAIT: Duration = Duration::from_secs(5);
 
