@@ -705,6 +705,45 @@ fn a_publish_from_a_browser_page_is_refused() {
 }
 
 #[test]
+fn a_closing_answer_survives_bytes_the_client_sent_behind_it() {
+    let addr = start(&[]);
+    // HTTP/1.0 and `Connection: close` end the connection after their answer. Bytes already
+    // sent behind the request (pipelined requests here) must not make the kernel reset the
+    // connection and destroy the answer before the client reads it.
+    let behind = "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n".repeat(2_000);
+    for first in [
+        "GET /nope HTTP/1.0\r\n\r\n",
+        "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        for _ in 0..10 {
+            let stream = connect(addr);
+            let mut writer = stream.try_clone().unwrap();
+            let raw = format!("{first}{behind}");
+            // Written from a thread: the router stops reading after the first answer.
+            let sender = std::thread::spawn(move || {
+                let _ = writer.write_all(raw.as_bytes());
+            });
+            // Give the pipelined bytes time to reach the router before it answers and closes.
+            std::thread::sleep(Duration::from_millis(5));
+            let mut answer = Vec::new();
+            let read = (&stream).read_to_end(&mut answer);
+            assert!(
+                read.is_ok(),
+                "{first:?}: {read:?} after {} bytes",
+                answer.len()
+            );
+            let text = String::from_utf8_lossy(&answer);
+            assert!(text.starts_with("HTTP/1.1 404 "), "{first:?}: {text}");
+            assert!(
+                text.ends_with(r#"{"ok":false,"error":"not found"}"#),
+                "{first:?}: {text}"
+            );
+            sender.join().unwrap();
+        }
+    }
+}
+
+#[test]
 fn garbage_is_refused_with_400_and_closed() {
     let addr = start(&[]);
     let cases: &[(&[u8], &str)] = &[

@@ -218,16 +218,26 @@ fn boxed_route<'a>(
             }
             next => next,
         };
-        match rest.as_deref_mut() {
+        let next = match rest.as_deref_mut() {
             Some(p) if !matches!(next, Next::KeepAlive) && !p.corked.is_empty() => {
                 if reply::uncork(stream, &mut p.corked).await {
                     next
                 } else {
-                    Next::Close
+                    return Next::Close;
                 }
             }
             _ => next,
+        };
+        // An answer that ends the connection (`Connection: close`, HTTP/1.0, an error) while
+        // the client has already sent more (pipelined requests, a body we did not read): linger
+        // as after a refusal, so the kernel's reset cannot destroy the last answer.
+        if matches!(next, Next::Close) {
+            let pipelined = rest.as_ref().is_some_and(|p| !p.input.is_empty());
+            if pipelined || super::sock::has_unread(stream) {
+                linger_close(stream).await;
+            }
         }
+        next
     })
 }
 

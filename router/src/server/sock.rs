@@ -82,6 +82,23 @@ pub fn recv_now(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
 
 /// Reads at least one byte into `buf`, waiting for the socket to become readable. `Ok(0)` at
 /// the end of the stream.
+/// True when the peer has sent bytes the kernel holds and nobody read: closing the socket then
+/// makes the kernel answer with a reset, which may destroy what was written last.
+pub fn has_unread(stream: &TcpStream) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: the kernel writes at most one byte into `byte`; the descriptor is `stream`'s, open
+    // while it is borrowed. MSG_PEEK leaves the byte in the socket.
+    let read = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            std::ptr::from_mut(&mut byte).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    read > 0
+}
+
 pub async fn recv(stream: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
     loop {
         match recv_now(stream, buf) {
