@@ -2,11 +2,18 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Refusal reasons the counters have room for; the server names them (`Refusal::LABELS`).
+pub const REFUSAL_REASONS_MAX: usize = 64;
+
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
         /// One shard's counters. Relaxed atomics: each is written by its own shard only.
         #[derive(Debug, Default)]
-        pub struct Metrics { $($(#[$doc])* pub $name: AtomicU64,)* }
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+            /// Requests and client messages refused, by reason (the index of a label).
+            refused: Refused,
+        }
 
         impl Metrics {
             /// `(name, value)` pairs, for reporting.
@@ -32,8 +39,9 @@ counters! {
     requests_failed,
     /// Requests whose client closed or reset the connection before sending all of them.
     requests_aborted,
-    /// Client JSON texts refused for nesting deeper than `json_depth_max`.
-    json_too_deep,
+    /// Refusals due to the server's own limits or state (too many tunnels, a full ring) rather
+    /// than to the request; every refusal is also counted by reason in `refused`.
+    refused_by_server,
     /// Publishes that originated on this shard.
     publishes,
     /// Datagrams queued to local tunnels.
@@ -54,7 +62,34 @@ counters! {
     ping_timeouts,
 }
 
+#[derive(Debug)]
+struct Refused([AtomicU64; REFUSAL_REASONS_MAX]);
+
+impl Default for Refused {
+    fn default() -> Self {
+        Refused(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
 impl Metrics {
+    /// Counts one refusal of the reason at `index`.
+    pub fn refused(&self, index: usize) {
+        if let Some(counter) = self.refused.0.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `(label, count)` of every refusal reason; `labels` name them in index order.
+    pub fn refusals<'a>(
+        &'a self,
+        labels: &'a [&'static str],
+    ) -> impl Iterator<Item = (&'static str, u64)> + 'a {
+        labels
+            .iter()
+            .zip(&self.refused.0)
+            .map(|(label, n)| (*label, n.load(Ordering::Relaxed)))
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -64,8 +99,9 @@ impl Metrics {
     }
 }
 
-/// Writes the sum over shards as one JSON object.
-pub fn to_json(shards: &[std::sync::Arc<Metrics>]) -> String {
+/// Writes the sum over shards as one JSON object, refusals by reason (those that happened) in
+/// `"refused"`; `labels` name the refusal reasons.
+pub fn to_json(shards: &[std::sync::Arc<Metrics>], labels: &[&'static str]) -> String {
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for m in shards {
         for (i, (name, value)) in m.snapshot().into_iter().enumerate() {
@@ -76,5 +112,21 @@ pub fn to_json(shards: &[std::sync::Arc<Metrics>]) -> String {
         }
     }
     let fields: Vec<String> = totals.iter().map(|(n, v)| format!("\"{n}\":{v}")).collect();
-    format!("{{\"shards\":{},{}}}", shards.len(), fields.join(","))
+    let mut refused: Vec<(&'static str, u64)> = labels.iter().map(|l| (*l, 0)).collect();
+    for m in shards {
+        for ((_, total), (_, n)) in refused.iter_mut().zip(m.refusals(labels)) {
+            *total += n;
+        }
+    }
+    let refused: Vec<String> = refused
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| format!("\"{label}\":{n}"))
+        .collect();
+    format!(
+        "{{\"shards\":{},{},\"refused\":{{{}}}}}",
+        shards.len(),
+        fields.join(","),
+        refused.join(",")
+    )
 }

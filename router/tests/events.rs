@@ -863,3 +863,44 @@ fn every_error_answer_is_counted_in_requests_failed() {
         assert_eq!(failed(addr), before + 1, "{target} was not counted");
     }
 }
+
+#[test]
+fn refusals_are_counted_by_reason() {
+    let addr = start(&[]);
+    let t = open(addr, &[]);
+    get(addr, "/nope");
+    get(addr, "/nope/either");
+    post(addr, "/publish/a//b", "1");
+    post(
+        addr,
+        "/events",
+        r#"{"tunnel":"0-0-0000000000000000","path":"/a","data":1}"#,
+    );
+    post(
+        addr,
+        "/events",
+        &format!(
+            r#"{{"tunnel":"{t}","path":"/a","data":{}}}"#,
+            "[".repeat(65)
+        ),
+    );
+    post(
+        addr,
+        &format!("/tunnel/{t}/subscribe"),
+        r#"{"path":"/tunnel"}"#,
+    );
+    let m = metrics(addr);
+    assert_eq!(
+        m["refused"],
+        serde_json::json!({
+            "not_found": 2,
+            "bad_path": 1,
+            "unknown_tunnel": 1,
+            "json_too_deep": 1,
+            "private_path": 1,
+        }),
+        "{m}"
+    );
+    assert_eq!(m["requests_failed"], 6);
+    assert_eq!(m["refused_by_server"], 0);
+}

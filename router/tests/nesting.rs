@@ -181,7 +181,7 @@ fn nested_json_through_every_entry_point_is_refused_and_the_router_keeps_serving
         format!("data: {}", datagram(&id, "/canary", "[[1]]"))
     );
     let counters = metrics(addr);
-    assert_eq!(counters["json_too_deep"], 8, "{counters}");
+    assert_eq!(counters["refused"]["json_too_deep"], 8, "{counters}");
     router.assert_running();
 }
 

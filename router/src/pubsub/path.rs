@@ -20,16 +20,23 @@ pub enum PathError {
     TooLong,
 }
 
-impl fmt::Display for PathError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl PathError {
+    /// Short text for error answers; never contains the path.
+    pub fn message(self) -> &'static str {
+        match self {
             PathError::Empty => "path is empty",
             PathError::NoLeadingSlash => "path must start with '/'",
             PathError::EmptySegment => "path has an empty segment",
             PathError::BadByte => "path segments may only hold A-Z a-z 0-9 . _ ~ -",
             PathError::TooManySegments => "path has more than 16 segments",
             PathError::TooLong => "path is longer than 255 bytes",
-        })
+        }
+    }
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
     }
 }
 

@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use super::conn::{owner, Answer, Next, Owner, Params};
+use super::refusal::Refusal;
 use super::reply::Persist;
 use super::request::Request;
 use super::sock::send_all;
@@ -52,37 +53,33 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     };
     let format = match params.get("format") {
         _ if websocket => Format::Ndjson,
-        None => return answer.error(400, "missing format").await,
+        None => return answer.refuse(Refusal::MissingFormat).await,
         Some(name) => match shard.shared.formats.get(name) {
             Some(format) => format,
-            None => return answer.error(400, "unknown format").await,
+            None => return answer.refuse(Refusal::UnknownFormat).await,
         },
     };
     if matches!(format, Format::Jsonp) && answer.cb.is_none() {
-        return answer.error(400, "jsonp needs a cb parameter").await;
+        return answer.refuse(Refusal::JsonpNeedsCallback).await;
     }
     if matches!(format, Format::Custom(_)) && format.uses_callback() && answer.cb.is_none() {
-        return answer.error(400, "this format needs a cb parameter").await;
+        return answer.refuse(Refusal::FormatNeedsCallback).await;
     }
     let mut patterns = Vec::new();
     for text in params.all("path") {
         match Pattern::parse(text) {
-            Ok(p) if p.touches_private() => return answer.error(403, "path is private").await,
+            Ok(p) if p.touches_private() => return answer.refuse(Refusal::PrivatePath).await,
             Ok(p) => patterns.push(p),
-            Err(e) => return answer.error(400, &e.to_string()).await,
+            Err(e) => return answer.refuse(Refusal::from(e)).await,
         }
     }
     if patterns.len() > config.subscriptions_per_tunnel_max {
-        return answer.error(429, "too many subscriptions").await;
+        return answer.refuse(Refusal::TooManySubscriptions).await;
     }
     let ttl_ms = match params.get("ttl").map(str::parse::<u64>) {
         None => config.longpoll_ttl_ms_default,
         Some(Ok(ttl)) => ttl.min(config.longpoll_ttl_ms_max),
-        Some(Err(_)) => {
-            return answer
-                .error(400, "ttl must be a number of milliseconds")
-                .await
-        }
+        Some(Err(_)) => return answer.refuse(Refusal::BadTtl).await,
     };
     let last_event_id = request
         .head
@@ -107,12 +104,12 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         Some(id) => (id, false),
         None => match shard.create_tunnel() {
             Ok(id) => (id, true),
-            Err(e) => return answer.tunnel_error(e).await,
+            Err(e) => return answer.refuse(Refusal::from(e)).await,
         },
     };
     for pattern in &patterns {
         if let Err(e) = shard.subscribe(&id, pattern) {
-            return answer.tunnel_error(e).await;
+            return answer.refuse(Refusal::from(e)).await;
         }
     }
     let id_text = id.text();

@@ -13,12 +13,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::attach::{self, Step};
+use super::refusal::{Blame, Refusal};
 use super::reply::{self, send, Persist};
 use super::request::{read_request, Read, Request};
 use crate::metrics::{self, Metrics};
 use crate::pubsub::{path, Pattern};
 use crate::shard::mesh::{Handoff, ShardMsg};
-use crate::shard::{PublishError, Published, Shard, TunnelError};
+use crate::shard::{PublishError, Published, Shard};
 use crate::tunnel::TunnelId;
 use crate::wire::format::callback_valid;
 use crate::wire::http1::{self, write_full, Method};
@@ -281,6 +282,7 @@ fn boxed_refuse<'a>(
         _ => &shard.metrics.requests_failed,
     };
     Metrics::add(counter, 1);
+    count_refusal(shard, Refusal::Http(e));
     Box::pin(async move {
         let mut out = rest.take().map(|p| p.corked).unwrap_or_default();
         out.unsplit(reply::error(e.status(), e.message(), None, Persist::CLOSE));
@@ -449,34 +451,32 @@ impl Answer<'_> {
         self.send(out).await
     }
 
-    pub async fn error(&mut self, status: u16, message: &str) -> Next {
+    /// Answers a refusal with its status and error text, and counts it.
+    pub async fn refuse(&mut self, refusal: Refusal) -> Next {
         Metrics::add(&self.shard.metrics.requests_failed, 1);
-        let out = reply::error(status, message, self.cb.as_deref(), self.persist);
+        count_refusal(self.shard, refusal);
+        let out = reply::error(
+            refusal.status(),
+            refusal.message(),
+            self.cb.as_deref(),
+            self.persist,
+        );
         self.send(out).await
     }
 
     /// 405, with the methods the resource does allow (RFC 9110 §15.5.6).
     pub async fn not_allowed(&mut self, allow: &'static str) -> Next {
+        let refusal = Refusal::Http(http1::HttpError::MethodNotAllowed);
         Metrics::add(&self.shard.metrics.requests_failed, 1);
-        let body = br#"{"ok":false,"error":"method not allowed"}"#;
-        let out = reply::json_with(
-            405,
-            body,
+        count_refusal(self.shard, refusal);
+        let out = reply::error_with(
+            refusal.status(),
+            refusal.message(),
             self.cb.as_deref(),
             self.persist,
             &[("Allow", allow)],
         );
         self.send(out).await
-    }
-
-    pub async fn tunnel_error(&mut self, e: TunnelError) -> Next {
-        match e {
-            TunnelError::Unknown => self.error(404, "unknown tunnel").await,
-            TunnelError::ShardFull => self.error(503, "too many tunnels").await,
-            TunnelError::SubscriptionLimit => self.error(429, "too many subscriptions").await,
-            TunnelError::RateLimited => self.error(429, "rate limit exceeded").await,
-            TunnelError::PrivatePath => self.error(403, "path is private").await,
-        }
     }
 
     async fn accepted(&mut self, id: impl std::fmt::Display) -> Next {
@@ -524,12 +524,12 @@ async fn route(
         cb: None,
     };
     let Ok(params) = query::parse(head.query()) else {
-        return answer.error(400, "invalid percent-encoding in query").await;
+        return answer.refuse(Refusal::BadQuery).await;
     };
     let params = Params(params);
     match params.get("cb") {
         Some(cb) if callback_valid(cb) => answer.cb = Some(cb.to_owned()),
-        Some(_) => return answer.error(400, "invalid callback name").await,
+        Some(_) => return answer.refuse(Refusal::BadCallback).await,
         None => {}
     }
     let path = head.path();
@@ -554,7 +554,7 @@ async fn route(
             answer.send(out).await
         }
         (Method::Get | Method::Head, "/metrics") => {
-            let body = metrics::to_json(&shard.shared.metrics);
+            let body = metrics::to_json(&shard.shared.metrics, Refusal::LABELS);
             answer.json(200, body.as_bytes()).await
         }
         (Method::Get, "/tunnel") => attach::open(&mut answer, &request, &params).await,
@@ -578,7 +578,7 @@ async fn route(
         (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
         (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
         (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,
-        _ => answer.error(404, "not found").await,
+        _ => answer.refuse(Refusal::NotFound).await,
     }
 }
 
@@ -648,7 +648,7 @@ fn client_fields(
     shard: &Shard,
     request: &Request,
     params: &Params<'_>,
-) -> Result<json::Fields, json::JsonError> {
+) -> Result<json::Fields, Refusal> {
     let depth_max = shard.config().json_depth_max;
     let fields = if request.head.method == Method::Post {
         json::parse_fields(&request.body, depth_max)
@@ -664,52 +664,60 @@ fn client_fields(
                 data,
             })
     };
-    count_json_error(shard, fields)
+    Ok(fields?)
 }
 
-/// Counts a JSON text refused for its depth (`json_too_deep`), passing the result on.
-pub fn count_json_error<T>(
-    shard: &Shard,
-    parsed: Result<T, json::JsonError>,
-) -> Result<T, json::JsonError> {
-    if parsed.as_ref().err() == Some(&json::JsonError::TooDeep) {
-        Metrics::add(&shard.metrics.json_too_deep, 1);
+/// Where a request about a tunnel is served: here, or on the owner shard.
+enum Routed<T> {
+    Here(T),
+    Handoff(usize),
+}
+
+/// The tunnel a request names, if this shard owns it.
+fn local_tunnel(shard: &Shard, text: &str) -> Result<Routed<TunnelId>, Refusal> {
+    match owner(shard, text) {
+        Owner::Local(id) => Ok(Routed::Here(id)),
+        Owner::Remote(to) => Ok(Routed::Handoff(to)),
+        Owner::Nowhere => Err(Refusal::UnknownTunnel),
     }
-    parsed
+}
+
+/// The checks every publish passes, whoever publishes it (`/events`, `/publish`, WebSocket
+/// messages): a valid path and data within `datagram_data_bytes_max`.
+pub(super) fn admit_publish(shard: &Shard, path: &str, data: &[u8]) -> Result<(), Refusal> {
+    path::validate(path)?;
+    if data.len() > shard.config().datagram_data_bytes_max {
+        return Err(Refusal::DataTooLarge);
+    }
+    Ok(())
 }
 
 /// `POST /events` and `GET /events`: a client publishes through its tunnel.
 async fn event(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
-    let fields = match client_fields(answer.shard, request, params) {
-        Ok(f) => f,
-        Err(e) => return answer.error(400, e.message()).await,
-    };
-    let Some(tunnel) = fields.tunnel else {
-        return answer.error(400, "missing tunnel").await;
-    };
-    let Some(path) = fields.path else {
-        return answer.error(400, "missing path").await;
-    };
-    let Some(data) = fields.data else {
-        return answer.error(400, "missing data").await;
-    };
-    let shard = answer.shard;
-    let id = match owner(shard, &tunnel) {
-        Owner::Local(id) => id,
-        Owner::Remote(to) => return Next::Handoff(to, clone_request(request)),
-        Owner::Nowhere => return answer.error(404, "unknown tunnel").await,
-    };
-    if let Err(e) = path::validate(&path) {
-        return answer.error(400, &e.to_string()).await;
+    match publish_event(answer.shard, request, params) {
+        Ok(Routed::Here(published)) => answer_publish(answer, published).await,
+        Ok(Routed::Handoff(to)) => Next::Handoff(to, clone_request(request)),
+        Err(refusal) => answer.refuse(refusal).await,
     }
-    if data.len() > shard.config().datagram_data_bytes_max {
-        return answer.error(413, "data too large").await;
-    }
-    if let Err(e) = shard.charge_event(&id) {
-        return answer.tunnel_error(e).await;
-    }
-    let published = shard.publish(&path, &data);
-    answer_publish(answer, published).await
+}
+
+fn publish_event(
+    shard: &Shard,
+    request: &Request,
+    params: &Params<'_>,
+) -> Result<Routed<Result<Published, PublishError>>, Refusal> {
+    let fields = client_fields(shard, request, params)?;
+    let tunnel = fields.tunnel.ok_or(Refusal::MissingTunnel)?;
+    let path = fields.path.ok_or(Refusal::MissingPath)?;
+    let data = fields.data.ok_or(Refusal::MissingData)?;
+    // The tunnel is checked before the path: a request about an unknown tunnel says so.
+    let id = match local_tunnel(shard, &tunnel)? {
+        Routed::Here(id) => id,
+        Routed::Handoff(to) => return Ok(Routed::Handoff(to)),
+    };
+    admit_publish(shard, &path, &data)?;
+    shard.charge_event(&id)?;
+    Ok(Routed::Here(shard.publish(&path, &data)))
 }
 
 /// Answers a publish: 202 with the datagram id once it is delivered or queued. A publish to
@@ -723,84 +731,77 @@ async fn answer_publish(
         Ok(Published::Done(did)) => answer.accepted(did).await,
         Ok(Published::Remote(did, delivered)) => match delivered.await {
             Ok(true) => answer.accepted(did).await,
-            Ok(false) | Err(_) => answer.error(404, "unknown tunnel").await,
+            Ok(false) | Err(_) => answer.refuse(Refusal::UnknownTunnel).await,
         },
-        Err(e) => publish_error(answer, e).await,
-    }
-}
-
-async fn publish_error(answer: &mut Answer<'_>, e: PublishError) -> Next {
-    match e {
-        PublishError::RingFull => answer.error(503, "shard ring full").await,
-        PublishError::UnknownTunnel => answer.error(404, "unknown tunnel").await,
+        Err(e) => answer.refuse(Refusal::from(e)).await,
     }
 }
 
 /// `POST /publish/<path>`: the backend publish API, loopback peers only for now.
 async fn publish(answer: &mut Answer<'_>, peer: Peer, request: &Request, path: &str) -> Next {
+    match publish_backend(answer.shard, peer, request, path) {
+        Ok(published) => answer_publish(answer, published).await,
+        Err(refusal) => answer.refuse(refusal).await,
+    }
+}
+
+fn publish_backend(
+    shard: &Shard,
+    peer: Peer,
+    request: &Request,
+    path: &str,
+) -> Result<Result<Published, PublishError>, Refusal> {
     if !peer.loopback {
-        return answer
-            .error(403, "publishing is only open to loopback peers")
-            .await;
+        return Err(Refusal::PublishNotLoopback);
     }
     // A browser names the page's origin; a backend does not. Without this, any page open in a
     // browser on the router's host could publish with a simple `text/plain` POST.
     if request.head.header("origin").is_some() {
-        return answer
-            .error(
-                403,
-                "publishing is not open to browsers (the request has an Origin)",
-            )
-            .await;
+        return Err(Refusal::PublishFromBrowser);
     }
-    if let Err(e) = path::validate(path) {
-        return answer.error(400, &e.to_string()).await;
-    }
-    let depth_max = answer.shard.config().json_depth_max;
-    let data = match count_json_error(answer.shard, json::compact(&request.body, depth_max)) {
-        Ok(d) => d,
-        Err(e) => return answer.error(400, e.message()).await,
-    };
-    if data.len() > answer.shard.config().datagram_data_bytes_max {
-        return answer.error(413, "data too large").await;
-    }
-    let published = answer.shard.publish(path, &data);
-    answer_publish(answer, published).await
+    // The path is checked before the body is parsed.
+    path::validate(path)?;
+    let data = json::compact(&request.body, shard.config().json_depth_max)?;
+    admit_publish(shard, path, &data)?;
+    Ok(shard.publish(path, &data))
 }
 
 /// `/tunnel/<id>/subscribe` and `/unsubscribe`, body `{"path":P}` or `?path=P`.
 async fn subscription(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
-    let Some((tunnel, subscribe)) = subscription_path(request.head.path()) else {
-        return answer.error(404, "not found").await;
-    };
-    let fields = match client_fields(answer.shard, request, params) {
-        Ok(f) => f,
-        Err(e) => return answer.error(400, e.message()).await,
-    };
-    let Some(pattern_text) = fields.path else {
-        return answer.error(400, "missing path").await;
-    };
-    let pattern = match Pattern::parse(&pattern_text) {
-        Ok(p) => p,
-        Err(e) => return answer.error(400, &e.to_string()).await,
-    };
-    let shard = answer.shard;
-    let id = match owner(shard, tunnel) {
-        Owner::Local(id) => id,
-        Owner::Remote(to) => return Next::Handoff(to, clone_request(request)),
-        Owner::Nowhere => return answer.error(404, "unknown tunnel").await,
-    };
-    if let Err(e) = shard.charge_event(&id) {
-        return answer.tunnel_error(e).await;
+    match change_subscription(answer.shard, request, params) {
+        Ok(Routed::Here(())) => answer.ok().await,
+        Ok(Routed::Handoff(to)) => Next::Handoff(to, clone_request(request)),
+        Err(refusal) => answer.refuse(refusal).await,
     }
-    let result = if subscribe {
-        shard.subscribe(&id, &pattern)
-    } else {
-        shard.unsubscribe(&id, &pattern)
+}
+
+fn change_subscription(
+    shard: &Shard,
+    request: &Request,
+    params: &Params<'_>,
+) -> Result<Routed<()>, Refusal> {
+    let (tunnel, subscribe) = subscription_path(request.head.path()).ok_or(Refusal::NotFound)?;
+    let fields = client_fields(shard, request, params)?;
+    let pattern_text = fields.path.ok_or(Refusal::MissingPath)?;
+    let pattern = Pattern::parse(&pattern_text)?;
+    let id = match local_tunnel(shard, tunnel)? {
+        Routed::Here(id) => id,
+        Routed::Handoff(to) => return Ok(Routed::Handoff(to)),
     };
-    match result {
-        Ok(()) => answer.ok().await,
-        Err(e) => answer.tunnel_error(e).await,
+    shard.charge_event(&id)?;
+    if subscribe {
+        shard.subscribe(&id, &pattern)?;
+    } else {
+        shard.unsubscribe(&id, &pattern)?;
+    }
+    Ok(Routed::Here(()))
+}
+
+/// Counts a refusal by its reason (every refusal, answered or sent as a WebSocket message).
+pub(super) fn count_refusal(shard: &Shard, refusal: Refusal) {
+    shard.metrics.refused(refusal.index());
+    if refusal.blame() == Blame::Server {
+        Metrics::add(&shard.metrics.refused_by_server, 1);
     }
 }
 

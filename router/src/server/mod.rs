@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod conn;
+pub mod refusal;
 pub mod reply;
 pub mod request;
 pub mod sock;

@@ -145,11 +145,22 @@ pub fn strip_body(out: &mut BytesMut) {
 
 /// `{"ok":false,"error":"<message>"}` with `status`.
 pub fn error(status: u16, message: &str, cb: Option<&str>, persist: Persist) -> BytesMut {
+    error_with(status, message, cb, persist, &[])
+}
+
+/// [`error`] with extra headers.
+pub fn error_with(
+    status: u16,
+    message: &str,
+    cb: Option<&str>,
+    persist: Persist,
+    extra: &[(&str, &str)],
+) -> BytesMut {
     let mut body = BytesMut::with_capacity(message.len() + 32);
     body.put_slice(br#"{"ok":false,"error":"#);
     put_json_string(&mut body, message);
     body.put_u8(b'}');
-    json(status, &body, cb, persist)
+    json_with(status, &body, cb, persist, extra)
 }
 
 /// Appends `text` as a JSON string literal.

@@ -8,13 +8,14 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use super::attach::{count_kick, Attached, Event, Mode, Step};
-use super::conn::{count_json_error, Answer, Next};
+use super::conn::{admit_publish, count_refusal, Answer, Next};
+use super::refusal::Refusal;
 use super::reply;
 use super::request::Request;
 use super::sock::{self, send_all};
 use crate::metrics::Metrics;
 use crate::pubsub::{path, Pattern};
-use crate::shard::{PublishError, Published, Shard, TunnelError};
+use crate::shard::{PublishError, Published, Shard};
 use crate::tunnel::{Attention, Kick};
 use crate::wire::datagram::{Datagram, GAP};
 use crate::wire::http1::write_full;
@@ -31,7 +32,6 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// Close codes we send (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
-const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Pings a client may leave unanswered before it is dropped.
 const PINGS_UNANSWERED_MAX: u8 = 2;
@@ -336,21 +336,29 @@ impl Attached {
                 Message::Close(close) => return Some(answer_close(stream, close).await),
                 Message::Text(text) => {
                     let depth_max = shard.config().json_depth_max;
-                    let fields = count_json_error(shard, json::parse_fields(&text, depth_max));
-                    let answer = match fields {
+                    let answer = match json::parse_fields(&text, depth_max) {
                         Ok(fields) => self.control_message(shard, fields).await,
+                        Err(e) => Err(Refusal::from(e)),
+                    };
+                    let answer = match answer {
+                        Ok(answer) => answer,
                         // Past a limit, like an oversized message: the connection ends (1009).
-                        Err(e @ json::JsonError::TooDeep) => {
-                            return Some(fail(stream, CLOSE_TOO_BIG, e.message()).await)
+                        Err(refusal @ Refusal::JsonTooDeep) => {
+                            count_refusal(shard, refusal);
+                            let code = refusal.close_code();
+                            return Some(fail(stream, code, refusal.message()).await);
                         }
-                        Err(e) => error_json(e.message()),
+                        Err(refusal) => error_json(shard, refusal),
                     };
                     if !answer.is_empty() {
                         put_message(&mut out, OpCode::Text, &answer, deflate);
                     }
                 }
                 Message::Binary(raw) => {
-                    let answer = self.binary_message(shard, raw).await;
+                    let answer = match self.binary_message(shard, raw).await {
+                        Ok(answer) => answer,
+                        Err(refusal) => error_json(shard, refusal),
+                    };
                     put_message(&mut out, OpCode::Text, &answer, deflate);
                 }
             }
@@ -361,115 +369,80 @@ impl Attached {
     }
 
     /// A text message's fields: `subscribe`, `unsubscribe`, `publish` or `target`. Returns the
-    /// answer's JSON (empty when none is due); a bad message gets `{"type":"error"}` and keeps
-    /// the tunnel.
-    async fn control_message(&mut self, shard: &Shard, fields: json::Fields) -> BytesMut {
+    /// answer's JSON (empty when none is due); a refused message gets `{"type":"error"}` and
+    /// keeps the tunnel.
+    async fn control_message(
+        &mut self,
+        shard: &Shard,
+        fields: json::Fields,
+    ) -> Result<BytesMut, Refusal> {
         let path_text = fields.path.as_deref();
         match fields.kind.as_deref() {
             Some(kind @ ("subscribe" | "unsubscribe")) => {
-                let Some(text) = path_text else {
-                    return error_json("missing path");
-                };
-                let pattern = match Pattern::parse(text) {
-                    Ok(p) => p,
-                    Err(e) => return error_json(&e.to_string()),
-                };
-                if let Err(e) = shard.charge_event(&self.id) {
-                    return error_json(tunnel_error(e));
-                }
-                let result = if kind == "subscribe" {
-                    shard.subscribe(&self.id, &pattern)
+                let pattern = Pattern::parse(path_text.ok_or(Refusal::MissingPath)?)?;
+                shard.charge_event(&self.id)?;
+                if kind == "subscribe" {
+                    shard.subscribe(&self.id, &pattern)?;
                 } else {
-                    shard.unsubscribe(&self.id, &pattern)
-                };
-                match result {
-                    Ok(()) => BytesMut::new(),
-                    Err(e) => error_json(tunnel_error(e)),
+                    shard.unsubscribe(&self.id, &pattern)?;
                 }
+                Ok(BytesMut::new())
             }
             Some("target") => {
-                let Some(text) = path_text else {
-                    return error_json("missing path");
-                };
-                if let Err(e) = path::validate(text) {
-                    return error_json(&e.to_string());
-                }
+                let text = path_text.ok_or(Refusal::MissingPath)?;
+                path::validate(text)?;
                 if let Mode::WebSocket(state) = &mut self.mode {
                     state.target = Some(Box::new(text.to_owned()));
                 }
-                BytesMut::new()
+                Ok(BytesMut::new())
             }
             Some("publish") => {
-                let Some(text) = path_text else {
-                    return error_json("missing path");
-                };
-                let Some(data) = fields.data else {
-                    return error_json("missing data");
-                };
-                if let Err(e) = path::validate(text) {
-                    return error_json(&e.to_string());
-                }
-                if data.len() > shard.config().datagram_data_bytes_max {
-                    return error_json("data too large");
-                }
-                if let Err(e) = shard.charge_event(&self.id) {
-                    return error_json(tunnel_error(e));
-                }
+                let text = path_text.ok_or(Refusal::MissingPath)?;
+                let data = fields.data.ok_or(Refusal::MissingData)?;
+                admit_publish(shard, text, &data)?;
+                shard.charge_event(&self.id)?;
                 ack(shard.publish(text, &data)).await
             }
-            Some(_) => error_json("unknown message type"),
-            None => error_json("missing type"),
+            Some(_) => Err(Refusal::UnknownMessageType),
+            None => Err(Refusal::MissingType),
         }
     }
 
     /// A binary message: published, raw, to the last `target`.
-    async fn binary_message(&mut self, shard: &Shard, raw: Bytes) -> BytesMut {
+    async fn binary_message(&mut self, shard: &Shard, raw: Bytes) -> Result<BytesMut, Refusal> {
         let Mode::WebSocket(state) = &self.mode else {
-            return BytesMut::new();
+            unreachable_mode();
+            return Ok(BytesMut::new());
         };
-        let Some(target) = state.target.clone() else {
-            return error_json("binary data needs a target: send {\"type\":\"target\",\"path\":P}");
-        };
-        if raw.len() > shard.config().datagram_data_bytes_max {
-            return error_json("data too large");
-        }
-        if let Err(e) = shard.charge_event(&self.id) {
-            return error_json(tunnel_error(e));
-        }
+        let target = state.target.clone().ok_or(Refusal::BinaryNeedsTarget)?;
+        admit_publish(shard, &target, &raw)?;
+        shard.charge_event(&self.id)?;
         ack(shard.publish_binary(&target, &raw)).await
     }
 }
 
-/// `{"type":"ack","id":"<DID>"}` once a publish is delivered or queued, else an error.
-async fn ack(published: Result<Published, PublishError>) -> BytesMut {
-    let id = match published {
-        Ok(Published::Done(id)) => id,
-        Ok(Published::Remote(id, delivered)) => match delivered.await {
+/// `{"type":"ack","id":"<DID>"}` once a publish is delivered or queued.
+async fn ack(published: Result<Published, PublishError>) -> Result<BytesMut, Refusal> {
+    let id = match published? {
+        Published::Done(id) => id,
+        Published::Remote(id, delivered) => match delivered.await {
             Ok(true) => id,
-            _ => return error_json("unknown tunnel"),
+            _ => return Err(Refusal::UnknownTunnel),
         },
-        Err(PublishError::RingFull) => return error_json("shard ring full"),
-        Err(PublishError::UnknownTunnel) => return error_json("unknown tunnel"),
     };
-    BytesMut::from(format!(r#"{{"type":"ack","id":"{id}"}}"#).as_bytes())
+    Ok(BytesMut::from(
+        format!(r#"{{"type":"ack","id":"{id}"}}"#).as_bytes(),
+    ))
 }
 
-fn error_json(message: &str) -> BytesMut {
+/// `{"type":"error","error":...}` for a refused client message, counted.
+fn error_json(shard: &Shard, refusal: Refusal) -> BytesMut {
+    count_refusal(shard, refusal);
     let mut out = BytesMut::new();
     out.extend_from_slice(br#"{"type":"error","error":"#);
-    reply::put_json_string(&mut out, message);
+    reply::put_json_string(&mut out, refusal.message());
     out.extend_from_slice(b"}");
     out
-}
-
-fn tunnel_error(e: TunnelError) -> &'static str {
-    match e {
-        TunnelError::Unknown => "unknown tunnel",
-        TunnelError::ShardFull => "too many tunnels",
-        TunnelError::SubscriptionLimit => "too many subscriptions",
-        TunnelError::RateLimited => "rate limit exceeded",
-        TunnelError::PrivatePath => "path is private",
-    }
 }
 
 /// `GET /echo` (with `--conformance-echo`): a WebSocket that echoes every message, through the
