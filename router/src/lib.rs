@@ -5,6 +5,8 @@
 //! # Layout
 //! Modules follow the data flow of a request:
 //! - [`config`]: the one validated configuration (TOML file + command-line overrides).
+//! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
+//!   configuration, each with why it has its value.
 //! - [`server`]: bootstrap (a thread, runtime and SO_REUSEPORT listener per shard), the
 //!   connection loop and routing ([`server::conn`]), reading requests ([`server::request`]),
 //!   tunnel attachment as stream or long-poll ([`server::attach`]).
@@ -18,6 +20,7 @@
 //! - [`os`]: process settings applied at start-up (the open-files limit).
 
 pub mod config;
+pub mod limits;
 pub mod metrics;
 pub mod os;
 pub mod pubsub;

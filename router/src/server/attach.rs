@@ -1,6 +1,7 @@
 //! `GET /tunnel`: opening and re-attaching tunnels, then serving them as a stream (SSE, NUL,
 //! NDJSON, iframe, custom formats) or as a long-poll (JSON, JSONP).
 
+use crate::limits::STREAM_BATCH_BYTES;
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 use std::future::{poll_fn, Future};
@@ -24,9 +25,6 @@ use crate::wire::websocket::handshake;
 
 /// `recycle_left` of a stream that is never recycled.
 const NEVER_RECYCLED: u64 = u64::MAX;
-
-/// Largest batch written to a stream in one write.
-pub(super) const STREAM_BATCH_BYTES: usize = 64 * 1024;
 
 /// Headers of streaming answers: never cached, never buffered by proxies (nginx honours
 /// `X-Accel-Buffering`), usable cross-origin.

@@ -1,6 +1,7 @@
 //! One HTTP connection: reads requests, routes them and answers. A request about a tunnel that
 //! another shard owns moves the whole connection to that shard.
 
+use crate::limits::{CORKED_BYTES_MAX, CORKED_DELIVERIES_MAX, LINGER_BYTES_MAX, LINGER_MS};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 use std::borrow::Cow;
@@ -69,13 +70,6 @@ pub struct Pipeline {
     /// The shard's delivery count when the first corked answer was held back.
     corked_at: u64,
 }
-
-/// Answers corked at most before they are written anyway.
-const CORKED_BYTES_MAX: usize = 64 * 1024;
-/// Deliveries the shard makes at most while answers are corked. The connection yields only
-/// when it writes, so this bounds the time other connections on the shard wait for a burst
-/// of publishes to paths with many subscribers (a few milliseconds).
-const CORKED_DELIVERIES_MAX: u64 = 16 * 1024;
 
 /// Keeps `connections_open` right however the connection ends; the connection's handle on its
 /// shard.
@@ -291,10 +285,6 @@ fn boxed_refuse<'a>(
         }
     })
 }
-
-/// Bytes and time a refused connection may still send us before we close it.
-const LINGER_BYTES_MAX: usize = 64 * 1024;
-const LINGER_MS: u64 = 1000;
 
 /// Closes after an error answer without destroying it: closing a socket with unread input
 /// makes the kernel send a reset, which can discard the answer before the client reads it

@@ -9,6 +9,10 @@ pub mod request;
 pub mod sock;
 pub mod websocket;
 
+use crate::limits::{
+    ACCEPT_RETRY_MS, CULL_PERIOD_MS_MAX, CULL_PERIOD_MS_MIN, LISTEN_BACKLOG, MESH_BATCH_MAX,
+    PORT_RETRY_MS, PORT_WAIT_MS, TIMER_SLEEP_MS_MAX,
+};
 use bytes::BytesMut;
 use monoio::net::TcpListener;
 use std::future::poll_fn;
@@ -26,9 +30,6 @@ use crate::shard::mesh::{self, MeshEnd, ShardMsg};
 use crate::shard::{Shard, Shared};
 use crate::wire::format::{CustomFormat, Formats};
 use crate::wire::template::Template;
-
-/// Most messages a shard takes from its rings before letting its connections run.
-const MESH_BATCH_MAX: usize = 1024;
 
 /// A running router.
 pub struct Server {
@@ -115,14 +116,6 @@ pub fn start(config: Config) -> io::Result<Server> {
     })
 }
 
-/// How long start-up waits for a port that is still held, and how often it retries. A router
-/// that has just exited can hold its port for a few milliseconds more: the kernel releases the
-/// files an io_uring ring still references (the listener, under a pending accept) in a work
-/// queue after the process is gone. Half a second of retries covers that with a wide margin
-/// and keeps a real conflict's error quick.
-const PORT_WAIT_MS: u64 = 500;
-const PORT_RETRY_MS: u64 = 20;
-
 /// SO_REUSEPORT would let us share a port another process (of the same user) already listens
 /// on, silently splitting its connections with it (or, worse, with the listener of a process
 /// that just exited, whose queue nobody accepts from). A plain bind (SO_REUSEADDR, so sockets
@@ -161,7 +154,7 @@ fn bind_reuseport(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(4096)?;
+    socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
 
@@ -245,7 +238,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.
                 tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                monoio::time::sleep(Duration::from_millis(50)).await;
+                monoio::time::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
             }
         }
     }
@@ -309,7 +302,8 @@ fn handle_msg(shard: &Rc<Shard>, msg: ShardMsg) {
 
 /// Culls abandoned tunnels a few times per grace period.
 async fn cull_task(shard: Rc<Shard>) {
-    let period_ms = (shard.config().tunnel_grace_ms / 4).clamp(5, 1000);
+    let period_ms =
+        (shard.config().tunnel_grace_ms / 4).clamp(CULL_PERIOD_MS_MIN, CULL_PERIOD_MS_MAX);
     loop {
         monoio::time::sleep(Duration::from_millis(period_ms)).await;
         shard.cull_expired();
@@ -319,11 +313,10 @@ async fn cull_task(shard: Rc<Shard>) {
 /// Fires attachment deadlines (keepalives, long-poll ttls) for the whole shard. It sleeps until
 /// the earliest deadline, at most a second, and is poked awake by an earlier one.
 async fn timer_task(shard: Rc<Shard>) {
-    const LOOK_MS_MAX: u64 = 1000;
     loop {
         let next_ms = shard.fire_deadlines();
         let now_ms = shard.now_ms();
-        let target_ms = next_ms.min(now_ms + LOOK_MS_MAX);
+        let target_ms = next_ms.min(now_ms + TIMER_SLEEP_MS_MAX);
         let wait = Duration::from_millis(target_ms.saturating_sub(now_ms));
         monoio::select! {
             _ = monoio::time::sleep(wait) => {},

@@ -1,6 +1,7 @@
 //! Reading one request (head and body) from a connection, with the head and body bounds and the
 //! header-read and idle timeouts applied. Nothing is buffered while a connection is idle.
 
+use crate::limits::{READ_BURST_BYTES_MAX, READ_CHUNK_BYTES};
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
@@ -15,13 +16,6 @@ pub struct Request {
     pub head: RequestHead,
     pub body: Bytes,
 }
-
-/// Bytes asked of the kernel per read while a request is arriving.
-const READ_CHUNK_BYTES: usize = 4096;
-/// Most bytes asked per read once reads keep filling the buffer: a publisher's pipelined burst
-/// is then read, answered and delivered in fewer and larger batches. The buffer grows only
-/// while the burst lasts; an idle connection gives it up.
-const READ_BURST_BYTES_MAX: usize = 64 * 1024;
 
 /// What reading a request produced.
 pub enum Read {

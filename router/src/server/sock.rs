@@ -10,13 +10,11 @@
 //! `recv(2)` with `MSG_DONTWAIT`, which take what the socket has room or data for at once, and
 //! monoio's readiness waits (`writable`, `readable`), which take `&self`, when it has none.
 
+use crate::limits::RECV_CHUNK_BYTES;
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 use std::io;
 use std::os::fd::AsRawFd;
-
-/// Bytes a read makes room for at least.
-const RECV_CHUNK_BYTES: usize = 4096;
 
 /// Sends what the socket takes now; `WouldBlock` when its buffer is full.
 pub fn send_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {

@@ -1,6 +1,7 @@
 //! WebSocket tunnels and the conformance echo: the upgrade, then one loop per connection that
 //! writes datagrams as frames, pings for liveness, and reads the client's control messages.
 
+use crate::limits::{CLOSE_WAIT_BYTES_MAX, CLOSE_WAIT_MS, PINGS_UNANSWERED_MAX};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use std::future::Future;
@@ -32,13 +33,6 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// Close codes we send (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
-
-/// Pings a client may leave unanswered before it is dropped.
-const PINGS_UNANSWERED_MAX: u8 = 2;
-
-/// How long, and for how many bytes, we wait for the client's side of a close handshake.
-const CLOSE_WAIT_MS: u64 = 1000;
-const CLOSE_WAIT_BYTES_MAX: usize = 64 * 1024;
 
 /// Answers a refused upgrade with its status (400, 426) and a JSON error, then closes.
 pub async fn refuse(answer: &mut Answer<'_>, e: HandshakeError) -> Next {
@@ -284,7 +278,7 @@ impl Attached {
                         put_message(&mut out, OpCode::Text, GAP, deflate);
                     }
                     t.drain_unsent(usize::MAX, |d| {
-                        if out.len() >= super::attach::STREAM_BATCH_BYTES {
+                        if out.len() >= crate::limits::STREAM_BATCH_BYTES {
                             return false;
                         }
                         put_datagram(&mut out, d, deflate);

@@ -3,6 +3,7 @@
 
 pub mod mesh;
 
+use crate::limits::{ENTROPY_POOL_BYTES, READ_BUFFERS_POOLED_MAX, READ_BUFFER_BYTES};
 use bytes::BytesMut;
 use rtrb::Producer;
 use std::cell::{Cell, RefCell};
@@ -81,11 +82,6 @@ pub struct Shard {
     timers: RefCell<Timers>,
     read_buffers: RefCell<Vec<BytesMut>>,
 }
-
-/// Capacity of a pooled read buffer.
-pub const READ_BUFFER_BYTES: usize = 4096;
-/// Read buffers a shard keeps for reuse (4 MiB at most).
-const READ_BUFFERS_POOLED_MAX: usize = 1024;
 
 /// Attachment deadlines (keepalives, long-poll ttls), fired by one timer task per shard instead
 /// of a timer per connection.
@@ -189,7 +185,7 @@ impl Shard {
         let mut entropy = self.entropy.borrow_mut();
         let (pool, used) = &mut *entropy;
         if *used + 8 > pool.len() {
-            pool.resize(512, 0);
+            pool.resize(ENTROPY_POOL_BYTES, 0);
             if getrandom::getrandom(pool).is_err() {
                 // Without OS randomness, fall back to something unique but guessable; say so.
                 tracing::error!("getrandom failed; tunnel ids are not secret");

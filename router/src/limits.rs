@@ -1,0 +1,93 @@
+//! The router's built-in bounds: sizes, batches and intervals that are not configuration, each
+//! with its unit in its name and a sentence on why that value. The configurable limits are in
+//! [`crate::config`]; both are listed in `docs/limits.md`. The relations the code relies on
+//! are asserted at compile time at the end.
+
+// ----- Reading and writing sockets ---------------------------------------------------------
+
+/// Bytes of a pooled read buffer: a request head of a typical browser (1-2 KB) fits in one, and
+/// an idle connection holds none.
+pub const READ_BUFFER_BYTES: usize = 4096;
+/// Read buffers a shard keeps for reuse; more are freed. 4 MiB per shard at most.
+pub const READ_BUFFERS_POOLED_MAX: usize = 1024;
+/// Bytes asked of the kernel per read while a request is arriving: one pooled buffer.
+pub const READ_CHUNK_BYTES: usize = READ_BUFFER_BYTES;
+/// Most bytes asked per read once reads keep filling the buffer: a publisher's pipelined burst
+/// is then read, answered and delivered in fewer and larger batches. The buffer grows only
+/// while the burst lasts; an idle connection gives it up.
+pub const READ_BURST_BYTES_MAX: usize = 64 * 1024;
+/// Bytes asked per `recv(2)` on an attached connection (WebSocket frames, a stream's peer).
+pub const RECV_CHUNK_BYTES: usize = READ_BUFFER_BYTES;
+/// Bytes of framed datagrams a stream or WebSocket writes with one `send(2)`: large enough for
+/// a burst to go out in a few calls, small enough that one tunnel does not hold the shard long.
+pub const STREAM_BATCH_BYTES: usize = 64 * 1024;
+
+// ----- Pipelined answers ("corking") ---------------------------------------------------------
+
+/// Answers held back at most while more pipelined requests are already read, before they are
+/// written anyway.
+pub const CORKED_BYTES_MAX: usize = 64 * 1024;
+/// Deliveries the shard makes at most while answers are corked. The connection yields only
+/// when it writes, so this bounds the time other connections on the shard wait for a burst of
+/// publishes to paths with many subscribers (a few milliseconds).
+pub const CORKED_DELIVERIES_MAX: u64 = 16 * 1024;
+
+// ----- Closing ---------------------------------------------------------------------------------
+
+/// Bytes a client may still send after an answer that closes its connection before we stop
+/// reading them. Closing with unread input makes the kernel send a reset, which can destroy
+/// the answer before the client reads it (RFC 9112 §9.6).
+pub const LINGER_BYTES_MAX: usize = 64 * 1024;
+/// And for how long.
+pub const LINGER_MS: u64 = 1000;
+/// How long, and for how many bytes, a WebSocket close waits for the client's close frame.
+pub const CLOSE_WAIT_MS: u64 = 1000;
+pub const CLOSE_WAIT_BYTES_MAX: usize = 64 * 1024;
+/// WebSocket pings a client may leave unanswered (one per `keepalive_ms`) before it is dropped
+/// with 1001: two missed intervals tell a dead peer from a slow one.
+pub const PINGS_UNANSWERED_MAX: u8 = 2;
+
+// ----- Listening ---------------------------------------------------------------------------
+
+/// Pending connections per shard's listener. The kernel's default of 128 overflows during a
+/// reconnect storm; the kernel caps it further at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+/// Pause after a failed accept (out of file descriptors, most likely) instead of spinning.
+pub const ACCEPT_RETRY_MS: u64 = 50;
+/// How long start-up waits for a port that is still held, and how often it retries. A router
+/// that has just exited can hold its port for a few milliseconds more: the kernel releases the
+/// files an io_uring ring still references (the listener, under a pending accept) in a work
+/// queue after the process is gone (up to ~13 ms measured). Half a second covers that with a
+/// wide margin and keeps a real conflict's error quick.
+pub const PORT_WAIT_MS: u64 = 500;
+pub const PORT_RETRY_MS: u64 = 20;
+
+// ----- Shard tasks -----------------------------------------------------------------------------
+
+/// Most messages a shard takes from its rings before letting its connections run.
+pub const MESH_BATCH_MAX: usize = 1024;
+/// The culling task runs every `tunnel_grace_ms / 4`, within these bounds: often enough that a
+/// tunnel outlives its grace by at most a quarter of it, rarely enough to cost nothing.
+pub const CULL_PERIOD_MS_MIN: u64 = 5;
+pub const CULL_PERIOD_MS_MAX: u64 = 1000;
+/// The timer task sleeps until the earliest deadline, but at most this long, so a clock that
+/// jumps cannot hold keepalives back for long.
+pub const TIMER_SLEEP_MS_MAX: u64 = 1000;
+/// Bytes of OS randomness a shard draws at once for tunnel secrets (64 secrets per draw).
+pub const ENTROPY_POOL_BYTES: usize = 512;
+
+// ----- Relations the code relies on ------------------------------------------------------------
+
+const _: () = {
+    // A read grows the buffer by one chunk when less than half a chunk is spare; a pooled
+    // buffer holds a whole chunk.
+    assert!(READ_CHUNK_BYTES <= READ_BUFFER_BYTES);
+    assert!(READ_BURST_BYTES_MAX >= 2 * READ_CHUNK_BYTES);
+    assert!(RECV_CHUNK_BYTES <= READ_BUFFER_BYTES);
+    // Corked answers go out before they outgrow what one read of a burst brings in.
+    assert!(CORKED_BYTES_MAX <= READ_BURST_BYTES_MAX);
+    assert!(PORT_RETRY_MS < PORT_WAIT_MS);
+    assert!(CULL_PERIOD_MS_MIN < CULL_PERIOD_MS_MAX);
+    assert!(ENTROPY_POOL_BYTES % 8 == 0 && ENTROPY_POOL_BYTES >= 8);
+    assert!(PINGS_UNANSWERED_MAX >= 1);
+};
