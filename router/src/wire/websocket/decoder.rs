@@ -299,18 +299,13 @@ impl Decoder {
             }
             if message.compressed {
                 let inflater = self.inflater.get_or_insert_with(Inflater::new);
-                let before = message.payload.len();
-                inflater.inflate_part(
+                inflate_into(
+                    inflater,
+                    message,
                     piece,
                     false,
                     self.limits.message_bytes_max,
-                    &mut message.payload,
                 )?;
-                if message.text {
-                    message
-                        .utf8
-                        .feed(message.payload.get(before..).unwrap_or(&[]))?;
-                }
             } else {
                 if message.text {
                     message.utf8.feed(piece)?;
@@ -331,18 +326,13 @@ impl Decoder {
         };
         if message.compressed {
             let inflater = self.inflater.get_or_insert_with(Inflater::new);
-            let before = message.payload.len();
-            inflater.inflate_part(
+            inflate_into(
+                inflater,
+                &mut message,
                 &[],
                 true,
                 self.limits.message_bytes_max,
-                &mut message.payload,
             )?;
-            if message.text {
-                message
-                    .utf8
-                    .feed(message.payload.get(before..).unwrap_or(&[]))?;
-            }
             if !self.peer_keeps_context() {
                 // The next message starts from an empty window, so keep no
                 // inflater (about 43 KiB) while the connection idles.
@@ -365,6 +355,27 @@ impl Decoder {
             (_, None) => false,
         }
     }
+}
+
+/// Inflates the next piece of a compressed message onto its payload and validates what came
+/// out as text. Output inflated before an error is validated first: an invalid character that
+/// arrived before corrupt data (or before the limit) is reported as invalid UTF-8, as it is when
+/// the bytes arrive one read at a time, so the close code does not depend on how they were split.
+fn inflate_into(
+    inflater: &mut Inflater,
+    message: &mut Assembly,
+    piece: &[u8],
+    last: bool,
+    message_bytes_max: usize,
+) -> Result<(), WsError> {
+    let before = message.payload.len();
+    let inflated = inflater.inflate_part(piece, last, message_bytes_max, &mut message.payload);
+    if message.text {
+        message
+            .utf8
+            .feed(message.payload.get(before..).unwrap_or(&[]))?;
+    }
+    inflated
 }
 
 fn to_u64(n: usize) -> u64 {
