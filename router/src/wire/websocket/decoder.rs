@@ -972,6 +972,27 @@ mod tests {
     }
 
     #[test]
+    fn invalid_inflated_text_before_corrupt_data_is_invalid_utf8_however_it_is_read() {
+        // A stored block holding 0xff, which no UTF-8 text contains, then a block of the
+        // reserved type 3: the text is invalid before the compressed data is. Found by the
+        // websocket_decoder fuzz target, which read 1002 whole and 1007 byte by byte.
+        let wire = cframe(
+            OpCode::Text,
+            true,
+            true,
+            &[0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x07],
+        );
+        for step in [wire.len(), 1, 3] {
+            let mut decoder = Decoder::new(Role::Server, LIMITS, Some(NO_TAKEOVER));
+            assert_eq!(
+                decode_in_steps(&mut decoder, &wire, step),
+                (vec![], Some(WsError::InvalidUtf8)),
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
     fn byte_at_a_time_gives_the_same_messages() {
         let big: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
         let mut wire = Vec::new();
