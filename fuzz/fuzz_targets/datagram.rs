@@ -11,7 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use router::pubsub::path;
 use router::wire::datagram::{Datagram, DatagramId};
 use router::wire::json;
-use router_fuzz::same_json;
+use router_fuzz::{json_depth_max, same_json};
 
 fuzz_target!(|input: &[u8]| {
     let Some(newline) = input.iter().position(|&b| b == b'\n') else {
@@ -29,11 +29,12 @@ fuzz_target!(|input: &[u8]| {
         seq: input.len() as u64,
     };
 
-    if let Ok(data_json) = json::compact(data) {
+    if let Ok(data_json) = json::compact(data, json_depth_max()) {
         let datagram = Datagram::encode(id, path, &data_json);
         check_fields(&datagram, id, path);
         assert_eq!(datagram.binary(), None);
-        let fields = json::parse_fields(datagram.json()).expect("a datagram is a JSON object");
+        let fields = json::parse_fields(datagram.json(), json_depth_max() + 1)
+            .expect("a datagram is a JSON object");
         let data_again = fields.data.expect("a datagram has data");
         assert!(
             same_json(&data_again, &data_json),
@@ -60,8 +61,10 @@ fn check_fields(datagram: &Datagram, id: DatagramId, path: &str) {
     assert_eq!(datagram.path(), path);
     assert!(!datagram.is_empty());
     assert_eq!(datagram.copied(), *datagram);
-    let fields = json::parse_fields(datagram.json()).expect("a datagram is a JSON object");
+    let fields = json::parse_fields(datagram.json(), json_depth_max() + 1)
+        .expect("a datagram is a JSON object");
     assert_eq!(fields.path.as_deref(), Some(path));
-    let again = json::compact(datagram.json()).expect("a datagram is valid JSON");
+    let again =
+        json::compact(datagram.json(), json_depth_max() + 1).expect("a datagram is valid JSON");
     assert!(same_json(&again, datagram.json()));
 }

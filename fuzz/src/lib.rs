@@ -28,6 +28,11 @@ pub fn websocket_limits() -> websocket::Limits {
     }
 }
 
+/// The nesting bound the router applies to client JSON by default (`json_depth_max`).
+pub fn json_depth_max() -> usize {
+    DEFAULTS.json_depth_max
+}
+
 /// Splits `data` into pieces of `step` bytes (the last may be shorter); `step` 0 counts as 1.
 pub fn pieces(data: &[u8], step: usize) -> impl Iterator<Item = &[u8]> {
     data.chunks(step.max(1))
@@ -41,11 +46,36 @@ pub fn take_byte(data: &[u8]) -> Option<(u8, &[u8])> {
 }
 
 /// True when `a` and `b` are JSON texts of the same value. Member order does not count: the
-/// router's JSON objects keep it only up to a size, as JSON allows.
+/// router's JSON objects keep it only up to a size, as JSON allows. Duplicate member names are
+/// kept (the parser relays them), so members compare as sorted lists, not as maps.
 pub fn same_json(a: &[u8], b: &[u8]) -> bool {
+    if a == b {
+        return true;
+    }
     let parse = |text: &[u8]| simd_json::to_owned_value(&mut text.to_vec()).ok();
     match (parse(a), parse(b)) {
-        (Some(a), Some(b)) => a == b,
+        (Some(a), Some(b)) => canonical(&a) == canonical(&b),
         _ => false,
+    }
+}
+
+/// The value written with every object's members sorted.
+fn canonical(value: &simd_json::OwnedValue) -> String {
+    use simd_json::OwnedValue;
+    match value {
+        OwnedValue::Static(node) => format!("{node:?}"),
+        OwnedValue::String(text) => format!("{text:?}"),
+        OwnedValue::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        OwnedValue::Object(members) => {
+            let mut members: Vec<String> = members
+                .iter()
+                .map(|(name, value)| format!("{name:?}:{}", canonical(value)))
+                .collect();
+            members.sort();
+            format!("{{{}}}", members.join(","))
+        }
     }
 }
