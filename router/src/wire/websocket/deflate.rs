@@ -441,10 +441,14 @@ impl Inflater {
                 out.reserve_exact(grow);
             }
             let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
-            let status = self
-                .inner
-                .decompress_vec(input, out, FlushDecompress::None)
-                .map_err(|_| WsError::Protocol("invalid compressed data"))?;
+            let result = self.inner.decompress_vec(input, out, FlushDecompress::None);
+            // zlib reads on past a full output buffer through block headers, which need no
+            // room, so one call can fill the buffer and then find corrupt data further on.
+            // The output came first: the message is too big, however the bytes were split.
+            if out.len() > max_bytes {
+                return Err(WsError::TooBig);
+            }
+            let status = result.map_err(|_| WsError::Protocol("invalid compressed data"))?;
             let consumed = delta(self.inner.total_in(), in_before);
             let produced = delta(self.inner.total_out(), out_before);
             input = input.get(consumed..).unwrap_or(&[]);
