@@ -698,6 +698,26 @@ mod tests {
     }
 
     #[test]
+    fn output_past_the_limit_ahead_of_corrupt_data_is_too_big_however_it_is_split() {
+        // A stored block of 513 bytes, one past the limit, then a stored block whose NLEN is
+        // not the complement of LEN. Whole, zlib fills the output and reads on to the bad
+        // header in the same call; found by the websocket_decoder fuzz target, which read 1002
+        // whole and 1009 in pieces.
+        let mut payload = vec![0x00, 0x01, 0x02, 0xfe, 0xfd];
+        payload.extend_from_slice(&[b'a'; 513]);
+        payload.extend_from_slice(&[0x00, 0x05, 0x00, 0x00, 0x00]);
+        for step in [payload.len(), 1, 5, 512] {
+            let mut inflater = Inflater::new();
+            let mut out = Vec::new();
+            let result = payload
+                .chunks(step)
+                .try_for_each(|piece| inflater.inflate_part(piece, false, 512, &mut out));
+            assert_eq!(result, Err(WsError::TooBig), "step {step}");
+            assert!(out.len() <= 513);
+        }
+    }
+
+    #[test]
     fn inflating_in_one_byte_pieces() {
         let payload = "Hello, hello, hello! κόσμε".as_bytes().repeat(50);
         let wire = compressed(&payload);
