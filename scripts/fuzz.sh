@@ -99,8 +99,9 @@ for target in "${targets[@]}"; do
   printf '%s\t%s\t%s\t%s\t%s\n' "$target" "${executed:-0}" "$elapsed" "$crashes" "$status" >>"$rows"
   if [ -n "$out" ]; then
     # The start (seeds read), any panic message, and the end (final stats); not the backtrace.
-    { head -n 12 "$log"; grep -A 3 'panicked at' "$log" || true; echo '...'; tail -n 25 "$log"; } \
-      >"$out/logs/$target.log"
+    # The temporary folder's name is machine-specific, so it is written as <work>.
+    { head -n 12 "$log"; grep -A 3 'panicked at' "$log" || true; echo '...'; tail -n 25 "$log"; } |
+      sed "s|$work|<work>|g" >"$out/logs/$target.log"
   fi
   if [ "$status" -ne 0 ]; then
     failed=1
