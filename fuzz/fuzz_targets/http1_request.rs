@@ -39,7 +39,7 @@ fn check(buf: &[u8], limits: &Limits) {
         ),
         Err(e) => {
             // Every error maps to a status the router can answer with.
-            assert!(matches!(e.status(), 400 | 413 | 414 | 431), "{e:?}");
+            assert!(matches!(e.status(), 400 | 413 | 414 | 431 | 501), "{e:?}");
         }
     }
 }
