@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one check: formatting, lints (warnings are errors), every test, the Autobahn
+# The one check: formatting, lints (warnings are errors), every test, a short run of every fuzz
+# target (scripts/fuzz.sh: build and 8 s per target, a crash fails the check), the Autobahn
 # WebSocket conformance cases compared with the expected results, and the latency-regression
 # gate (router against the raw baseline, compared with results/gate/baseline.json), and a
 # shrunk run of the comparison with Nchan and Pushpin (installed by peers.py when missing).
@@ -16,6 +17,8 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+scripts/fuzz.sh --seconds 8
 cargo build --release -p router -p loadgen
 python3 scripts/autobahn.py
 python3 scripts/gate.py --rounds 3

@@ -299,18 +299,13 @@ impl Decoder {
             }
             if message.compressed {
                 let inflater = self.inflater.get_or_insert_with(Inflater::new);
-                let before = message.payload.len();
-                inflater.inflate_part(
+                inflate_into(
+                    inflater,
+                    message,
                     piece,
                     false,
                     self.limits.message_bytes_max,
-                    &mut message.payload,
                 )?;
-                if message.text {
-                    message
-                        .utf8
-                        .feed(message.payload.get(before..).unwrap_or(&[]))?;
-                }
             } else {
                 if message.text {
                     message.utf8.feed(piece)?;
@@ -331,18 +326,13 @@ impl Decoder {
         };
         if message.compressed {
             let inflater = self.inflater.get_or_insert_with(Inflater::new);
-            let before = message.payload.len();
-            inflater.inflate_part(
+            inflate_into(
+                inflater,
+                &mut message,
                 &[],
                 true,
                 self.limits.message_bytes_max,
-                &mut message.payload,
             )?;
-            if message.text {
-                message
-                    .utf8
-                    .feed(message.payload.get(before..).unwrap_or(&[]))?;
-            }
             if !self.peer_keeps_context() {
                 // The next message starts from an empty window, so keep no
                 // inflater (about 43 KiB) while the connection idles.
@@ -365,6 +355,27 @@ impl Decoder {
             (_, None) => false,
         }
     }
+}
+
+/// Inflates the next piece of a compressed message onto its payload and validates what came
+/// out as text. Output inflated before an error is validated first: an invalid character that
+/// arrived before corrupt data (or before the limit) is reported as invalid UTF-8, as it is when
+/// the bytes arrive one read at a time, so the close code does not depend on how they were split.
+fn inflate_into(
+    inflater: &mut Inflater,
+    message: &mut Assembly,
+    piece: &[u8],
+    last: bool,
+    message_bytes_max: usize,
+) -> Result<(), WsError> {
+    let before = message.payload.len();
+    let inflated = inflater.inflate_part(piece, last, message_bytes_max, &mut message.payload);
+    if message.text {
+        message
+            .utf8
+            .feed(message.payload.get(before..).unwrap_or(&[]))?;
+    }
+    inflated
 }
 
 fn to_u64(n: usize) -> u64 {
@@ -958,6 +969,27 @@ mod tests {
             error_of(&mut deflating(), &wire),
             WsError::Protocol("invalid compressed data")
         );
+    }
+
+    #[test]
+    fn invalid_inflated_text_before_corrupt_data_is_invalid_utf8_however_it_is_read() {
+        // A stored block holding 0xff, which no UTF-8 text contains, then a block of the
+        // reserved type 3: the text is invalid before the compressed data is. Found by the
+        // websocket_decoder fuzz target, which read 1002 whole and 1007 byte by byte.
+        let wire = cframe(
+            OpCode::Text,
+            true,
+            true,
+            &[0x00, 0x01, 0x00, 0xfe, 0xff, 0xff, 0x07],
+        );
+        for step in [wire.len(), 1, 3] {
+            let mut decoder = Decoder::new(Role::Server, LIMITS, Some(NO_TAKEOVER));
+            assert_eq!(
+                decode_in_steps(&mut decoder, &wire, step),
+                (vec![], Some(WsError::InvalidUtf8)),
+                "step {step}"
+            );
+        }
     }
 
     #[test]

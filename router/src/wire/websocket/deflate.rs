@@ -441,10 +441,14 @@ impl Inflater {
                 out.reserve_exact(grow);
             }
             let (in_before, out_before) = (self.inner.total_in(), self.inner.total_out());
-            let status = self
-                .inner
-                .decompress_vec(input, out, FlushDecompress::None)
-                .map_err(|_| WsError::Protocol("invalid compressed data"))?;
+            let result = self.inner.decompress_vec(input, out, FlushDecompress::None);
+            // zlib reads on past a full output buffer through block headers, which need no
+            // room, so one call can fill the buffer and then find corrupt data further on.
+            // The output came first: the message is too big, however the bytes were split.
+            if out.len() > max_bytes {
+                return Err(WsError::TooBig);
+            }
+            let status = result.map_err(|_| WsError::Protocol("invalid compressed data"))?;
             let consumed = delta(self.inner.total_in(), in_before);
             let produced = delta(self.inner.total_out(), out_before);
             input = input.get(consumed..).unwrap_or(&[]);
@@ -691,6 +695,26 @@ mod tests {
             Inflater::new().inflate(&HELLO, 4, &mut out),
             Err(WsError::TooBig)
         );
+    }
+
+    #[test]
+    fn output_past_the_limit_ahead_of_corrupt_data_is_too_big_however_it_is_split() {
+        // A stored block of 513 bytes, one past the limit, then a stored block whose NLEN is
+        // not the complement of LEN. Whole, zlib fills the output and reads on to the bad
+        // header in the same call; found by the websocket_decoder fuzz target, which read 1002
+        // whole and 1009 in pieces.
+        let mut payload = vec![0x00, 0x01, 0x02, 0xfe, 0xfd];
+        payload.extend_from_slice(&[b'a'; 513]);
+        payload.extend_from_slice(&[0x00, 0x05, 0x00, 0x00, 0x00]);
+        for step in [payload.len(), 1, 5, 512] {
+            let mut inflater = Inflater::new();
+            let mut out = Vec::new();
+            let result = payload
+                .chunks(step)
+                .try_for_each(|piece| inflater.inflate_part(piece, false, 512, &mut out));
+            assert_eq!(result, Err(WsError::TooBig), "step {step}");
+            assert!(out.len() <= 513);
+        }
     }
 
     #[test]
