@@ -62,6 +62,14 @@ pub const ACCEPT_RETRY_MS: u64 = 50;
 pub const PORT_WAIT_MS: u64 = 500;
 pub const PORT_RETRY_MS: u64 = 20;
 
+// ----- Stopping ----------------------------------------------------------------------------
+
+/// How long a stopping shard waits for its connections to end (streams finishing their last
+/// write, polls answering) before it drops what is left with its runtime.
+pub const STOP_WAIT_MS: u64 = 2000;
+/// How often it looks whether they have.
+pub const STOP_POLL_MS: u64 = 5;
+
 // ----- Shard tasks -----------------------------------------------------------------------------
 
 /// Most messages a shard takes from its rings before letting its connections run.
@@ -90,4 +98,6 @@ const _: () = {
     assert!(CULL_PERIOD_MS_MIN < CULL_PERIOD_MS_MAX);
     assert!(ENTROPY_POOL_BYTES % 8 == 0 && ENTROPY_POOL_BYTES >= 8);
     assert!(PINGS_UNANSWERED_MAX >= 1);
+    // A WebSocket close waits for its client within the stop's wait.
+    assert!(STOP_POLL_MS < STOP_WAIT_MS && CLOSE_WAIT_MS < STOP_WAIT_MS);
 };

@@ -54,6 +54,8 @@ counters! {
     slow_consumer,
     /// Attached connections closed because another attached to the same tunnel.
     replaced,
+    /// Attached connections ended because the server stopped.
+    closed_by_stop,
     /// Streams ended after `stream_recycle_bytes`.
     recycled,
     /// Keepalives written (WebSocket pings included).

@@ -101,6 +101,8 @@ pub enum Kick {
     SlowConsumer,
     /// Another connection attached to the same tunnel.
     Replaced,
+    /// The server is stopping.
+    Stopping,
 }
 
 /// What an attached connection should do next.
@@ -435,6 +437,11 @@ impl Tunnel {
             w.wake();
         }
         None
+    }
+
+    /// Tells the attached connection, if any, that the server is stopping.
+    pub fn kick_for_stop(&mut self) {
+        self.kick(Kick::Stopping);
     }
 
     fn kick(&mut self, kick: Kick) {

@@ -85,3 +85,108 @@ fn an_immediate_restart_on_the_same_port_starts() {
         child.wait().unwrap();
     }
 }
+
+/// Reads until the peer closes; panics if it stays open (the read timeout is 5 s).
+fn read_until_closed(s: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection is still open after stop: {e} (read {rest:?})"),
+    }
+    rest
+}
+
+#[test]
+fn a_stopped_server_ends_every_connection_and_frees_its_port() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let config = Config::from_args(["--listen", "127.0.0.1:0", "--shards", "2"].map(String::from))
+        .expect("valid config");
+    let server = router::server::start(config).expect("router starts");
+    let addr = server.addr;
+    let connect = || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    let read_head = |s: &mut std::net::TcpStream| {
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    };
+    // SSE tunnels (on both shards, most likely), a parked long-poll, a WebSocket and an idle
+    // keep-alive connection.
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let mut s = connect();
+        s.write_all(b"GET /tunnel?format=sse&path=/a HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        assert!(read_head(&mut s).starts_with("HTTP/1.1 200"));
+        streams.push(s);
+    }
+    let mut poll = connect();
+    poll.write_all(b"GET /tunnel?format=longpoll&ttl=60000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut ws = connect();
+    ws.write_all(
+        b"GET /tunnel HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    assert!(read_head(&mut ws).starts_with("HTTP/1.1 101"));
+    let mut idle = connect();
+    idle.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert!(read_head(&mut idle).starts_with("HTTP/1.1 200"));
+
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.stop();
+        let _ = done.send(());
+    });
+    stopped
+        .recv_timeout(Duration::from_secs(5))
+        .expect("stop returns once every shard thread has ended");
+
+    // Each stream ends with the last chunk of its chunked body.
+    for mut s in streams {
+        let rest = read_until_closed(&mut s);
+        assert!(
+            rest.ends_with(b"\r\n0\r\n\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+    // The parked poll is answered (it had nothing to carry but the tunnel's own datagram).
+    let answered = read_until_closed(&mut poll);
+    assert!(answered.starts_with(b"HTTP/1.1 200"), "{answered:?}");
+    // The WebSocket gets close 1001 after its tunnel datagram.
+    let frames = read_until_closed(&mut ws);
+    let close = frames
+        .windows(4)
+        .position(|w| w[0] == 0x88 && w[2..4] == 1001u16.to_be_bytes())
+        .map(|at| String::from_utf8_lossy(&frames[at + 4..]).into_owned());
+    assert_eq!(close.as_deref(), Some("server stopping"), "{frames:?}");
+    // The idle keep-alive connection is closed, with nothing more said.
+    let body_and_rest = read_until_closed(&mut idle);
+    assert!(
+        !String::from_utf8_lossy(&body_and_rest).contains("HTTP/1.1"),
+        "{body_and_rest:?}"
+    );
+
+    let rebound = std::net::TcpListener::bind(addr);
+    assert!(rebound.is_ok(), "the port is still held: {rebound:?}");
+    drop(rebound);
+    let again =
+        Config::from_args(["--listen", &addr.to_string(), "--shards", "2"].map(|s| s.to_string()))
+            .expect("valid config");
+    router::server::start(again)
+        .expect("a router starts again on the same port")
+        .stop();
+}

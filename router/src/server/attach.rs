@@ -283,6 +283,7 @@ pub(super) fn count_kick(shard: &Shard, kick: Kick) {
     let counter = match kick {
         Kick::SlowConsumer => &shard.metrics.slow_consumer,
         Kick::Replaced => &shard.metrics.replaced,
+        Kick::Stopping => &shard.metrics.closed_by_stop,
     };
     Metrics::add(counter, 1);
 }
@@ -481,7 +482,8 @@ impl Attached {
                 count_kick(shard, kick);
                 match kick {
                     Kick::SlowConsumer => Step::End(Next::Close),
-                    Kick::Replaced => Step::End(self.finish(stream).await),
+                    // The stream ends cleanly: its client re-attaches (elsewhere) with `last`.
+                    Kick::Replaced | Kick::Stopping => Step::End(self.finish(stream).await),
                 }
             }
         }
@@ -507,7 +509,7 @@ impl Attached {
                 count_kick(shard, kick);
                 false
             }
-            Kick::Replaced => {
+            Kick::Replaced | Kick::Stopping => {
                 let grace = Duration::from_millis(shard.config().keepalive_ms);
                 matches!(bounded(grace, write).await, Ok(true))
             }

@@ -11,7 +11,7 @@ pub mod websocket;
 
 use crate::limits::{
     ACCEPT_RETRY_MS, CULL_PERIOD_MS_MAX, CULL_PERIOD_MS_MIN, LISTEN_BACKLOG, MESH_BATCH_MAX,
-    PORT_RETRY_MS, PORT_WAIT_MS, TIMER_SLEEP_MS_MAX,
+    PORT_RETRY_MS, PORT_WAIT_MS, STOP_POLL_MS, STOP_WAIT_MS, TIMER_SLEEP_MS_MAX,
 };
 use bytes::BytesMut;
 use monoio::net::TcpListener;
@@ -19,6 +19,7 @@ use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use crate::config::{Config, IoDriver};
 use crate::metrics::Metrics;
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
+use crate::shard::stop::Stop;
 use crate::shard::{Shard, Shared};
 use crate::wire::format::{CustomFormat, Formats};
 use crate::wire::template::Template;
@@ -36,15 +38,25 @@ pub struct Server {
     /// The address every shard listens on.
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
+    stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl Server {
-    /// Waits for the shard threads (they run until the process ends).
+    /// Waits for the shard threads: they run until the server is stopped (or the process ends).
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
         }
+    }
+
+    /// Stops every shard and waits for its thread. Each shard closes its listener, ends its
+    /// connections (a stream gets its terminating chunk, a parked poll its answer, a WebSocket
+    /// close 1001, an idle connection its close), waits up to `STOP_WAIT_MS` for them, and
+    /// drops its tunnels.
+    pub fn stop(self) {
+        self.stop.stop();
+        self.join();
     }
 }
 
@@ -101,17 +113,20 @@ pub fn start(config: Config) -> io::Result<Server> {
         _ => {}
     }
     let ends = mesh::build(shard_count, shared.config.shard_ring_slots);
+    let stop = Arc::new(Stop::new(shard_count));
     let mut threads = Vec::with_capacity(shard_count);
     for (i, (listener, end)) in listeners.into_iter().zip(ends).enumerate() {
         let shared = shared.clone();
+        let stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
-            .spawn(move || run_shard(i as u16, shared, listener, end))?;
+            .spawn(move || run_shard(i as u16, shared, listener, end, &stop))?;
         threads.push(thread);
     }
     Ok(Server {
         addr,
         shared,
+        stop,
         threads,
     })
 }
@@ -181,7 +196,14 @@ fn build_runtime(driver: IoDriver, entries: u32) -> io::Result<ShardRuntime> {
     }
 }
 
-fn run_shard(id: u16, shared: Arc<Shared>, listener: std::net::TcpListener, end: MeshEnd) {
+/// Runs shard `id` until the server is stopped.
+fn run_shard(
+    id: u16,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    end: MeshEnd,
+    stop: &Stop,
+) {
     let runtime = build_runtime(shared.config.io_driver, shared.config.uring_entries);
     let mut runtime = match runtime {
         Ok(rt) => rt,
@@ -207,7 +229,21 @@ fn run_shard(id: u16, shared: Arc<Shared>, listener: std::net::TcpListener, end:
                 return;
             }
         };
-        accept_loop(shard, listener).await;
+        monoio::select! {
+            () = accept_loop(shard.clone(), listener) => {},
+            () = stop.stopped(usize::from(id)) => {},
+        }
+        // The listener is closed (the accept loop is dropped): end the connections.
+        shard.begin_stop();
+        let deadline = monoio::time::Instant::now() + Duration::from_millis(STOP_WAIT_MS);
+        while shard.metrics.connections_open.load(Ordering::Relaxed) > 0
+            && monoio::time::Instant::now() < deadline
+        {
+            monoio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;
+        }
+        // The tasks hold the shard and the shard holds their wakers: drop the tunnels (and
+        // their wakers) before the runtime goes.
+        shard.clear();
     });
 }
 

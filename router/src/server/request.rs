@@ -80,9 +80,13 @@ pub async fn read_request(
             return Read::Closed;
         }
         shard.give_read_buffer(std::mem::take(buf));
-        match monoio::time::timeout(idle_timeout, stream.readable(false)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Read::Closed,
+        let readable = monoio::time::timeout(idle_timeout, stream.readable(false));
+        monoio::select! {
+            ready = readable => match ready {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return Read::Closed,
+            },
+            () = shard.stopping.wait() => return Read::Closed,
         }
         *buf = shard.take_read_buffer();
     }

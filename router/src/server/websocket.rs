@@ -305,6 +305,9 @@ impl Attached {
                 match kick {
                     Kick::SlowConsumer => Step::End(Next::Close),
                     Kick::Replaced => Step::End(boxed_fail(stream, CLOSE_NORMAL, "replaced").await),
+                    Kick::Stopping => {
+                        Step::End(boxed_fail(stream, CLOSE_GOING_AWAY, "server stopping").await)
+                    }
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! Everything here is `!Send` and touched only by the shard's own thread.
 
 pub mod mesh;
+pub mod stop;
 
 use crate::limits::{ENTROPY_POOL_BYTES, READ_BUFFERS_POOLED_MAX, READ_BUFFER_BYTES};
 use bytes::BytesMut;
@@ -81,6 +82,8 @@ pub struct Shard {
     entropy: RefCell<(Vec<u8>, usize)>,
     timers: RefCell<Timers>,
     read_buffers: RefCell<Vec<BytesMut>>,
+    /// Set when the server stops; connections between requests wait for it.
+    pub stopping: stop::Stopping,
 }
 
 /// Attachment deadlines (keepalives, long-poll ttls), fired by one timer task per shard instead
@@ -132,6 +135,7 @@ impl Shard {
             token_seq: Cell::new(0),
             entropy: RefCell::new((Vec::new(), 0)),
             read_buffers: RefCell::new(Vec::new()),
+            stopping: stop::Stopping::default(),
             timers: RefCell::new(Timers {
                 heap: BinaryHeap::new(),
                 target_ms: u64::MAX,
@@ -171,6 +175,33 @@ impl Shard {
             buf.clear();
             pool.push(buf);
         }
+    }
+
+    /// Starts stopping: every attached connection is kicked (it ends its stream, answers its
+    /// poll or closes its WebSocket), and every connection waiting for a request is woken to
+    /// close. The connections then end by themselves.
+    pub fn begin_stop(&self) {
+        self.stopping.begin();
+        let mut state = self.state.borrow_mut();
+        for tunnel in state.tunnels.iter_mut().flatten() {
+            tunnel.kick_for_stop();
+        }
+    }
+
+    /// Drops every tunnel and subscription, and the timer's waker, once the shard has stopped:
+    /// the wakers they hold would otherwise keep tasks alive past the shard's runtime.
+    pub fn clear(&self) {
+        let mut state = self.state.borrow_mut();
+        let dropped = state.tunnel_count;
+        state.tunnels.clear();
+        state.free_slots.clear();
+        state.detached.clear();
+        state.registry = Registry::default();
+        state.tunnel_count = 0;
+        Metrics::sub(&self.metrics.tunnels_open, dropped as u64);
+        let mut timers = self.timers.borrow_mut();
+        timers.heap.clear();
+        timers.waker = None;
     }
 
     /// A token identifying one attachment (one connection's claim on a tunnel).

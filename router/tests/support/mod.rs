@@ -14,6 +14,7 @@ pub mod chaos;
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Starts a router with two shards on an ephemeral port; `flags` are extra command-line flags.
+/// The router is stopped when the test's thread ends.
 pub fn start(flags: &[&str]) -> SocketAddr {
     let mut args: Vec<String> = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--log", "warn"]
         .into_iter()
@@ -23,9 +24,24 @@ pub fn start(flags: &[&str]) -> SocketAddr {
     let config = Config::from_args(args).expect("test config is valid");
     let server = router::server::start(config).expect("router starts");
     let addr = server.addr;
-    // The shard threads live until the test process ends.
-    std::mem::forget(server);
+    SERVERS.with(|servers| servers.borrow_mut().push(Running(Some(server))));
     addr
+}
+
+/// A router that stops when dropped.
+struct Running(Option<router::server::Server>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(server) = self.0.take() {
+            server.stop();
+        }
+    }
+}
+
+thread_local! {
+    /// The routers this test thread started; dropped (stopped) when the thread ends.
+    static SERVERS: std::cell::RefCell<Vec<Running>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 pub fn connect(addr: SocketAddr) -> TcpStream {
