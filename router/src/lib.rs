@@ -7,11 +7,17 @@
 //! - [`config`]: the one validated configuration (TOML file + command-line overrides).
 //! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
 //!   configuration, each with why it has its value.
-//! - [`server`]: bootstrap (a thread, runtime and SO_REUSEPORT listener per shard), the
-//!   connection loop and routing ([`server::conn`]), reading requests ([`server::request`]),
-//!   tunnel attachment as stream or long-poll ([`server::attach`]).
-//! - [`shard`]: one core's tunnels, subscriptions and publish path; [`shard::mesh`] wires the
-//!   bounded SPSC rings between shards.
+//! - [`server`]: bootstrap and stop (a thread, runtime and SO_REUSEPORT listener per shard;
+//!   the shard's mesh, cull and timer tasks), the connection loop, routing and handlers
+//!   ([`server::conn`]: pipelining and corked answers, handoff to the owner shard, linger on
+//!   close), refusals and their one mapping to statuses, texts, close codes and metrics
+//!   ([`server::refusal`]), reading requests ([`server::request`]), writing answers
+//!   ([`server::reply`]), socket sends and receives ([`server::sock`]), tunnel attachment as
+//!   stream or long-poll with keepalive timing ([`server::attach`]) and as WebSocket
+//!   ([`server::websocket`]).
+//! - [`shard`]: one core's tunnels, subscriptions, publish path, deadlines and culling;
+//!   [`shard::mesh`] wires the bounded SPSC rings between shards and carries handoffs;
+//!   [`shard::stop`] is the stop signal.
 //! - [`tunnel`]: a tunnel's state: replay buffer (which is also its send queue), cursor,
 //!   attachment, event rate limit.
 //! - [`pubsub`]: path validation, patterns, and the subscription registry.
