@@ -10,11 +10,13 @@
 //! - [`server`]: bootstrap and stop (a thread, runtime and SO_REUSEPORT listener per shard;
 //!   the shard's mesh, cull and timer tasks), the connection loop, routing and handlers
 //!   ([`server::conn`]: pipelining and corked answers, handoff to the owner shard, linger on
-//!   close), refusals and their one mapping to statuses, texts, close codes and metrics
-//!   ([`server::refusal`]), reading requests ([`server::request`]), writing answers
-//!   ([`server::reply`]), socket sends and receives ([`server::sock`]), tunnel attachment as
-//!   stream or long-poll with keepalive timing ([`server::attach`]) and as WebSocket
-//!   ([`server::websocket`]).
+//!   close), tunnel attachment as stream or long-poll with keepalive timing
+//!   ([`server::attach`]) and as WebSocket ([`server::websocket`]).
+//! - [`net`]: a connection's I/O: reading one request with its bounds and timeouts
+//!   ([`net::request`]), writing answers ([`net::reply`]), non-blocking sends and receives
+//!   ([`net::sock`]).
+//! - [`refusal`]: why a request or message is refused, and the one mapping of each reason to
+//!   its status, text, close code, metrics label and blame.
 //! - [`shard`]: one core's tunnels, subscriptions, publish path, deadlines and culling;
 //!   [`shard::mesh`] wires the bounded SPSC rings between shards and carries handoffs;
 //!   [`shard::stop`] is the stop signal.
@@ -28,8 +30,10 @@
 pub mod config;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod os;
 pub mod pubsub;
+pub mod refusal;
 pub mod server;
 pub mod shard;
 pub mod tunnel;

@@ -10,12 +10,12 @@ use std::task::Poll;
 use std::time::Duration;
 
 use super::conn::{owner, Answer, Next, Owner, Params};
-use super::refusal::Refusal;
-use super::reply::Persist;
-use super::request::Request;
-use super::sock::send_all;
 use crate::metrics::Metrics;
+use crate::net::reply::Persist;
+use crate::net::request::Request;
+use crate::net::sock::send_all;
 use crate::pubsub::Pattern;
+use crate::refusal::Refusal;
 use crate::shard::Shard;
 use crate::tunnel::{Attention, IdText, Kick, TunnelId};
 use crate::wire::datagram::{self, Datagram, GAP, KEEPALIVE};

@@ -6,7 +6,6 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 use std::borrow::Cow;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
@@ -14,12 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::attach::{self, Step};
-use super::refusal::{Blame, Refusal};
-use super::reply::{self, send, Persist};
-use super::request::{read_request, Read, Request};
 use crate::metrics::{self, Metrics};
+use crate::net::reply::{self, send, Persist};
+use crate::net::request::{read_request, Read, Request};
 use crate::pubsub::{path, Pattern};
-use crate::shard::mesh::{Handoff, ShardMsg};
+use crate::refusal::{Blame, Refusal};
+use crate::shard::mesh::{Handoff, Peer, ShardMsg};
 use crate::shard::{PublishError, Published, Shard};
 use crate::tunnel::TunnelId;
 use crate::wire::format::callback_valid;
@@ -38,22 +37,6 @@ pub enum Next {
     Handoff(usize, Box<Request>),
     /// Serve an attached tunnel (a stream, or a parked long-poll) until it ends.
     Attached(Box<attach::Attached>),
-}
-
-/// What a connection keeps of its peer's address: whether it is on loopback (the publish API is
-/// open to loopback peers only). One byte rather than a `SocketAddr`'s 32, since it lives as long
-/// as the connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub loopback: bool,
-}
-
-impl Peer {
-    pub fn of(addr: SocketAddr) -> Peer {
-        Peer {
-            loopback: addr.ip().to_canonical().is_loopback(),
-        }
-    }
 }
 
 /// What a connection holds between pipelined requests, boxed because few connections pipeline:
@@ -228,7 +211,7 @@ fn boxed_route<'a>(
         // as after a refusal, so the kernel's reset cannot destroy the last answer.
         if matches!(next, Next::Close) {
             let pipelined = rest.as_ref().is_some_and(|p| !p.input.is_empty());
-            if pipelined || super::sock::has_unread(stream) {
+            if pipelined || crate::net::sock::has_unread(stream) {
                 linger_close(stream).await;
             }
         }
@@ -300,7 +283,8 @@ async fn linger_close(stream: &mut TcpStream) {
     let mut buf = BytesMut::with_capacity(4096);
     while drained < LINGER_BYTES_MAX {
         buf.clear();
-        match monoio::time::timeout_at(deadline, super::request::read_more(stream, &mut buf)).await
+        match monoio::time::timeout_at(deadline, crate::net::request::read_more(stream, &mut buf))
+            .await
         {
             Ok(Ok(n)) if n > 0 => drained += n,
             _ => return,
@@ -796,10 +780,7 @@ pub(super) fn count_refusal(shard: &Shard, refusal: Refusal) {
 }
 
 pub fn clone_request(request: &Request) -> Box<Request> {
-    Box::new(Request {
-        head: request.head.clone(),
-        body: request.body.clone(),
-    })
+    Box::new(request.clone())
 }
 
 #[cfg(test)]

@@ -3,10 +3,6 @@
 
 pub mod attach;
 pub mod conn;
-pub mod refusal;
-pub mod reply;
-pub mod request;
-pub mod sock;
 pub mod websocket;
 
 use crate::limits::{
@@ -266,7 +262,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 monoio::spawn(conn::serve(
                     shard.clone(),
                     stream,
-                    conn::Peer::of(peer),
+                    mesh::Peer::of(peer),
                     None,
                     BytesMut::new(),
                 ));

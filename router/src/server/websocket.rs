@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use super::attach::{count_kick, Attached, Event, Mode, Step};
 use super::conn::{admit_publish, count_refusal, Answer, Next};
-use super::refusal::Refusal;
-use super::reply;
-use super::request::Request;
-use super::sock::{self, send_all};
 use crate::metrics::Metrics;
+use crate::net::reply;
+use crate::net::request::Request;
+use crate::net::sock::{self, send_all};
 use crate::pubsub::{path, Pattern};
+use crate::refusal::Refusal;
 use crate::shard::{PublishError, Published, Shard};
 use crate::tunnel::{Attention, Kick};
 use crate::wire::datagram::{Datagram, GAP};

@@ -6,9 +6,9 @@ use bytes::Bytes;
 use rtrb::{Consumer, Producer, RingBuffer};
 use std::sync::Arc;
 
-use crate::server::request::Request;
 use crate::tunnel::TunnelId;
 use crate::wire::datagram::Datagram;
+use crate::wire::http1::Request;
 
 /// What one shard sends another.
 pub enum ShardMsg {
@@ -24,11 +24,27 @@ pub enum ShardMsg {
     Handoff(Box<Handoff>),
 }
 
+/// What a connection keeps of its peer's address, and carries when it moves: whether it is on
+/// loopback (the publish API is open to loopback peers only). One byte rather than a
+/// `SocketAddr`'s 32, since it lives as long as the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub loopback: bool,
+}
+
+impl Peer {
+    pub fn of(addr: std::net::SocketAddr) -> Peer {
+        Peer {
+            loopback: addr.ip().to_canonical().is_loopback(),
+        }
+    }
+}
+
 /// A connection moving to the shard that owns its tunnel, with the request it carried and any
 /// bytes read past it (a pipelined request).
 pub struct Handoff {
     pub stream: std::net::TcpStream,
-    pub peer: crate::server::conn::Peer,
+    pub peer: Peer,
     pub request: Box<Request>,
     pub rest: Bytes,
 }

@@ -8,6 +8,13 @@ pub use chunked::{ChunkedDecoder, Decoded};
 pub use request::{parse_head, BodyKind, Method, RequestHead, Status};
 pub use response::{reason, write_chunk, write_full, write_last_chunk, ResponseBody, ResponseHead};
 
+/// A complete request: its head and its decoded body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub head: RequestHead,
+    pub body: bytes::Bytes,
+}
+
 /// Why a request cannot be served; each variant maps to one response status.
 ///
 /// `Copy` and allocation-free so it can be returned from hot parsing paths and

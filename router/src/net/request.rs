@@ -8,14 +8,9 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::time::Duration;
 
-use super::reply;
-use crate::wire::http1::{self, BodyKind, ChunkedDecoder, Decoded, HttpError, RequestHead, Status};
-
-/// A complete request: its head and its decoded body.
-pub struct Request {
-    pub head: RequestHead,
-    pub body: Bytes,
-}
+use crate::net::reply;
+pub use crate::wire::http1::Request;
+use crate::wire::http1::{self, BodyKind, ChunkedDecoder, Decoded, HttpError, Status};
 
 /// What reading a request produced.
 pub enum Read {
