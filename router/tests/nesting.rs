@@ -14,13 +14,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use bytes::BytesMut;
 use router::wire::websocket::frame::put_masked_frame;
 use router::wire::websocket::OpCode;
+use support::process::RouterProcess;
 use support::*;
 
 /// Nesting levels sent in bodies and WebSocket messages.
@@ -31,54 +32,6 @@ const QUERY_LEVELS: usize = 30_000;
 /// `levels` nested arrays, closed.
 fn nested(levels: usize) -> String {
     format!("{}{}", "[".repeat(levels), "]".repeat(levels))
-}
-
-/// The router binary on an ephemeral port; killed when dropped.
-struct Process {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Process {
-    fn start(flags: &[&str]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_router"))
-            .args(["--listen", "127.0.0.1:0", "--shards", "2", "--log", "info"])
-            .args(flags)
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("router starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the router logs its address before it ends")
-                .expect("log line");
-            if let Some(at) = line.find("addr=") {
-                let rest = line.get(at + 5..).unwrap_or_default();
-                let text = rest.split_whitespace().next().unwrap_or_default();
-                break text.parse().expect("a socket address after addr=");
-            }
-        };
-        // Keep draining the log so the router never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Process { child, addr }
-    }
-
-    /// Panics if the process has ended.
-    fn assert_running(&mut self) {
-        let status = self.child.try_wait().expect("wait");
-        assert!(status.is_none(), "the router ended: {status:?}");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One request on a fresh connection; the whole answer.
@@ -142,7 +95,7 @@ fn websocket_close_code(addr: SocketAddr, text: &[u8]) -> u16 {
 #[test]
 fn nested_json_through_every_entry_point_is_refused_and_the_router_keeps_serving() {
     let mut router =
-        Process::start(&["--body-bytes-max", "1048576", "--header-bytes-max", "65536"]);
+        RouterProcess::start(&["--body-bytes-max", "1048576", "--header-bytes-max", "65536"]);
     let addr = router.addr;
     let mut watcher = Stream::open(addr, "/tunnel?format=sse&path=/canary");
     let hello = watcher.sse_json().expect("tunnel datagram");
@@ -187,7 +140,7 @@ fn nested_json_through_every_entry_point_is_refused_and_the_router_keeps_serving
 
 #[test]
 fn nesting_at_the_bound_is_accepted() {
-    let router = Process::start(&["--json-depth-max", "8"]);
+    let router = RouterProcess::start(&["--json-depth-max", "8"]);
     let addr = router.addr;
     let mut publisher = Publisher::new(addr);
     publisher.publish("/a", &nested(8));

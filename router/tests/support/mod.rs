@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use router::config::Config;
 
 pub mod chaos;
+pub mod process;
 
 /// Longest any single read in a test may wait.
 pub const WAIT: Duration = Duration::from_secs(5);
