@@ -122,14 +122,8 @@ pub async fn read_request(
         BodyKind::Length(n) => {
             let n = n as usize;
             while buf.len() < n {
-                match monoio::time::timeout_at(deadline, uncork_then_read(stream, buf, corked))
-                    .await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Read::Failed(HttpError::Aborted("connection closed mid-body"))
-                    }
-                    Ok(Ok(_)) => {}
-                    Err(_) => return Read::Failed(HttpError::Timeout),
+                if let Err(e) = read_more_body(stream, buf, corked, deadline).await {
+                    return Read::Failed(e);
                 }
             }
             buf.split_to(n).freeze()
@@ -143,17 +137,26 @@ pub async fn read_request(
                     Ok(Decoded::NeedMore) => {}
                     Err(e) => return Read::Failed(e),
                 }
-                match monoio::time::timeout_at(deadline, uncork_then_read(stream, buf, corked))
-                    .await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) => {
-                        return Read::Failed(HttpError::Aborted("connection closed mid-body"))
-                    }
-                    Ok(Ok(_)) => {}
-                    Err(_) => return Read::Failed(HttpError::Timeout),
+                if let Err(e) = read_more_body(stream, buf, corked, deadline).await {
+                    return Read::Failed(e);
                 }
             }
         }
     };
     Read::Request(Box::new(Request { head, body }))
+}
+
+/// Reads more of a body before `deadline`: the peer closing is an aborted request, the
+/// deadline passing a timeout.
+async fn read_more_body(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    corked: &mut BytesMut,
+    deadline: monoio::time::Instant,
+) -> Result<(), HttpError> {
+    match monoio::time::timeout_at(deadline, uncork_then_read(stream, buf, corked)).await {
+        Ok(Ok(0)) | Ok(Err(_)) => Err(HttpError::Aborted("connection closed mid-body")),
+        Ok(Ok(_)) => Ok(()),
+        Err(_) => Err(HttpError::Timeout),
+    }
 }
