@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
 use router::wire::websocket::handshake::accept_key;
-
-const USAGE: &str = "usage: loadgen baseline --listen IP:PORT [--threads N]";
 
 /// Longest request head we read; longer ones get 400.
 pub(crate) const MAX_HEAD: usize = 8 * 1024;
@@ -41,36 +40,24 @@ const CONN_STACK: usize = 128 * 1024;
 /// Most headers a request may carry.
 const MAX_HEADERS: usize = 32;
 
-/// Parses `--listen IP:PORT [--threads N]`, starts the server and serves until killed.
-pub fn run_command(args: &[String]) -> Result<(), String> {
-    let mut listen = None;
-    let mut threads = 1usize;
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        let mut value = || {
-            iter.next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--listen" => {
-                let v = value()?;
-                listen = Some(
-                    v.parse::<SocketAddr>()
-                        .map_err(|_| format!("--listen: not IP:PORT: {v:?}"))?,
-                );
-            }
-            "--threads" => {
-                let v = value()?;
-                threads = match v.parse::<usize>() {
-                    Ok(n) if (1..=1024).contains(&n) => n,
-                    _ => return Err(format!("--threads: not a count in 1..=1024: {v:?}")),
-                };
-            }
-            "--help" | "-h" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    let listen = listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?;
+/// `loadgen baseline`'s command line.
+#[derive(clap::Args, Debug)]
+pub struct BaselineArgs {
+    /// Where to listen.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+    /// Accept loops sharing the listener (each connection then has a thread of its own).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub threads: usize,
+}
+
+/// Starts the server and serves until killed.
+///
+/// # Errors
+/// The listening socket cannot be set up.
+pub fn run(args: &BaselineArgs) -> Result<(), String> {
+    let (listen, threads) = (args.listen, args.threads);
     let addr = start(listen, threads).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     eprintln!("loadgen baseline: listening on {addr} ({threads} accept threads)");
     park_forever()

@@ -11,28 +11,20 @@ use std::net::{SocketAddr, TcpStream};
 
 use crate::baseline::{park_forever, spawn_accept_loops, valid_channel, Conn, Fail, Head, Method};
 
-const USAGE: &str = "usage: loadgen grip-origin --listen IP:PORT";
+/// `loadgen grip-origin`'s command line.
+#[derive(clap::Args, Debug)]
+pub struct GripOriginArgs {
+    /// Where to listen.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+}
 
-/// Parses `--listen IP:PORT`, starts the origin and serves until killed.
-pub fn run_command(args: &[String]) -> Result<(), String> {
-    let mut listen = None;
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        match flag.as_str() {
-            "--listen" => {
-                let v = iter
-                    .next()
-                    .ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
-                listen = Some(
-                    v.parse::<SocketAddr>()
-                        .map_err(|_| format!("--listen: not IP:PORT: {v:?}"))?,
-                );
-            }
-            "--help" | "-h" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    let listen = listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?;
+/// Starts the origin and serves until killed.
+///
+/// # Errors
+/// The listening socket cannot be set up.
+pub fn run(args: &GripOriginArgs) -> Result<(), String> {
+    let listen = args.listen;
     let addr = start(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     eprintln!("loadgen grip-origin: listening on {addr}");
     park_forever()

@@ -379,73 +379,72 @@ pub fn percentile_svg(title: &str, series: &[Series]) -> String {
     svg
 }
 
-const USAGE: &str = "\
-usage: loadgen plot --out FILE.svg [--title TEXT] LABEL=PATH [LABEL=PATH ...]
+/// `loadgen plot`'s command line.
+#[derive(clap::Args, Debug)]
+#[command(
+    long_about = "Draws the latency-by-percentile chart of one or more runs as an SVG \
+file.\n\nEach PATH is a results folder (its latency.hlog is read) or an .hlog file; all the \
+intervals of a log are merged into one line, named LABEL."
+)]
+pub struct PlotArgs {
+    /// The SVG file to write.
+    #[arg(long, value_name = "FILE.svg")]
+    pub out: PathBuf,
+    /// The chart's title.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "Latency by percentile",
+        allow_hyphen_values = true
+    )]
+    pub title: String,
+    /// One line of the chart: a name and a results folder or .hlog file.
+    #[arg(value_name = "LABEL=PATH", required = true, value_parser = series_spec)]
+    pub series: Vec<SeriesSpec>,
+}
 
-Draws the latency-by-percentile chart of one or more runs as an SVG file.
-Each PATH is a results folder (its latency.hlog is read) or an .hlog file;
-all the intervals of a log are merged into one line, named LABEL.";
+/// `LABEL=PATH` of `loadgen plot`.
+#[derive(Debug, Clone)]
+pub struct SeriesSpec {
+    pub label: String,
+    pub path: PathBuf,
+}
 
-/// Runs `loadgen plot ARGS` (`argv` without the `plot`).
+fn series_spec(spec: &str) -> Result<SeriesSpec, String> {
+    let Some((label, path)) = spec.split_once('=') else {
+        return Err(format!("{spec:?} is not LABEL=PATH"));
+    };
+    if label.is_empty() || path.is_empty() {
+        return Err(format!("{spec:?} needs both a LABEL and a PATH"));
+    }
+    Ok(SeriesSpec {
+        label: label.to_owned(),
+        path: PathBuf::from(path),
+    })
+}
+
+/// Runs `loadgen plot`: reads every series, then writes the chart.
 ///
 /// # Errors
-/// A message naming the problem: bad arguments, a file that cannot be read or
-/// parsed, or an output that cannot be written.
-pub fn run_command(argv: &[String]) -> Result<(), String> {
-    let mut out: Option<PathBuf> = None;
-    let mut title: Option<String> = None;
-    let mut specs: Vec<(String, PathBuf)> = Vec::new();
-    let mut iter = argv.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            "--out" | "--title" => {
-                let Some(value) = iter.next() else {
-                    return Err(format!("{arg} needs a value"));
-                };
-                let repeated = if arg == "--out" {
-                    out.replace(PathBuf::from(value)).is_some()
-                } else {
-                    title.replace(value.clone()).is_some()
-                };
-                if repeated {
-                    return Err(format!("{arg} given twice"));
-                }
-            }
-            flag if flag.starts_with('-') => {
-                return Err(format!("unknown option {flag} (see loadgen plot --help)"));
-            }
-            spec => {
-                let Some((label, path)) = spec.split_once('=') else {
-                    return Err(format!("series {spec:?} is not LABEL=PATH"));
-                };
-                if label.is_empty() || path.is_empty() {
-                    return Err(format!("series {spec:?} needs both a LABEL and a PATH"));
-                }
-                specs.push((label.to_owned(), PathBuf::from(path)));
-            }
-        }
+/// A message naming the problem: a file that cannot be read or parsed, or an output that
+/// cannot be written (nothing is written then).
+pub fn run(args: &PlotArgs) -> Result<(), String> {
+    let mut histograms = Vec::with_capacity(args.series.len());
+    for spec in &args.series {
+        histograms.push(read_series(&spec.path)?);
     }
-    let Some(out) = out else {
-        return Err("missing --out FILE.svg (see loadgen plot --help)".to_owned());
-    };
-    if specs.is_empty() {
-        return Err("no series: give at least one LABEL=PATH (see loadgen plot --help)".to_owned());
-    }
-    let mut histograms = Vec::with_capacity(specs.len());
-    for (_, path) in &specs {
-        histograms.push(read_series(path)?);
-    }
-    let series: Vec<Series> = specs
+    let series: Vec<Series> = args
+        .series
         .iter()
         .zip(&histograms)
-        .map(|((label, _), histogram)| Series { label, histogram })
+        .map(|(spec, histogram)| Series {
+            label: &spec.label,
+            histogram,
+        })
         .collect();
-    let svg = percentile_svg(title.as_deref().unwrap_or("Latency by percentile"), &series);
-    std::fs::write(&out, svg).map_err(|err| format!("cannot write {}: {err}", out.display()))
+    let svg = percentile_svg(&args.title, &series);
+    let out = &args.out;
+    std::fs::write(out, svg).map_err(|err| format!("cannot write {}: {err}", out.display()))
 }
 
 /// The merged histogram of a results folder's `latency.hlog`, or of an `.hlog` file.
@@ -661,8 +660,21 @@ mod tests {
         }
     }
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    /// `loadgen plot ARGS`, parsed as main parses it.
+    fn plot_args(list: &[&str]) -> Result<PlotArgs, String> {
+        let argv = ["loadgen", "plot"].iter().chain(list);
+        match crate::args::parse(argv) {
+            Ok(crate::args::Command::Plot(args)) => Ok(args),
+            Ok(other) => panic!("not plot: {other:?}"),
+            Err(err) => {
+                assert_eq!(err.exit_code(), 2, "{err}");
+                Err(err.to_string())
+            }
+        }
+    }
+
+    fn run_command(list: &[&str]) -> Result<(), String> {
+        run(&plot_args(list)?)
     }
 
     #[test]
@@ -686,7 +698,7 @@ mod tests {
             &format!("folder={}", dir.0.display()),
             &format!("file={}", dir.0.join("other.hlog").display()),
         ];
-        run_command(&args(&argv)).expect("plots");
+        run_command(&argv).expect("plots");
         let svg = std::fs::read_to_string(&out).expect("the chart exists");
         assert!(svg.starts_with("<svg"));
         assert_eq!(svg.matches("<polyline").count(), 2);
@@ -701,14 +713,26 @@ mod tests {
         std::fs::write(&garbage, "{\"not\": \"a log\"}\n").expect("writes");
         let out = dir.0.join("x.svg");
         let out = out.to_str().expect("utf-8 path");
-        let err = |list: &[&str]| run_command(&args(list)).expect_err("refused");
-        assert!(err(&["a=b"]).contains("missing --out"));
-        assert!(err(&["--out", out]).contains("no series"));
-        assert!(err(&["--out", out, "nolabel"]).contains("LABEL=PATH"));
+        let err = |list: &[&str]| run_command(list).expect_err("refused");
+        let missing = "the following required arguments were not provided";
+        assert!(err(&["a=b"]).contains(missing) && err(&["a=b"]).contains("--out"));
+        assert!(
+            err(&["--out", out]).contains(missing) && err(&["--out", out]).contains("LABEL=PATH")
+        );
+        assert!(err(&["--out", out, "nolabel"]).contains("is not LABEL=PATH"));
         assert!(err(&["--out", out, "=x"]).contains("LABEL and a PATH"));
-        assert!(err(&["--out"]).contains("--out needs a value"));
-        assert!(err(&["--out", out, "--out", out, "a=b"]).contains("twice"));
+        assert!(err(&["--out"]).contains("a value is required for '--out"));
+        assert!(err(&["--out", out, "--out", out, "a=b"]).contains("cannot be used multiple times"));
         assert!(err(&["--bogus", "a=b"]).contains("--bogus"));
+        // A title may start with a dash; the default one is used without --title.
+        assert_eq!(
+            plot_args(&["--out", out, "--title", "-5 ms", "a=b"]).map(|a| a.title),
+            Ok("-5 ms".to_owned())
+        );
+        assert_eq!(
+            plot_args(&["--out", out, "a=b"]).map(|a| a.title),
+            Ok("Latency by percentile".to_owned())
+        );
         let missing = dir.0.join("nowhere.hlog");
         let message = err(&["--out", out, &format!("a={}", missing.display())]);
         assert!(message.contains("cannot read") && message.contains("nowhere.hlog"));
