@@ -17,8 +17,13 @@
 //! parsed and framed by `http1::parse_head` (as strict as the router: one `Host` in
 //! HTTP/1.1, no bare LF, no ambiguous body framing), the WebSocket upgrade is checked and
 //! answered by `websocket::handshake`, frames are written by `websocket::frame`, refusals by
-//! `http1::ResponseHead`. The connection reader ([`Conn`]) is shared with the GRIP origin
-//! (`grip`).
+//! `http1::ResponseHead`. Measured against the hand-written reader it replaced
+//! (`results/baseline-reuse/2026-12-03`): `parse_head` costs about 105 ns more on a publish
+//! that arrives alone and nothing more on a pipelined one (the old reader parsed those
+//! twice), and the gate's scenarios showed no difference in deliveries, latency or CPU. The
+//! SSE encoding stays its own: it splits a multi-line body into `data:` lines, which the
+//! router's single-line datagrams never need. The connection reader ([`Conn`]) is shared with
+//! the GRIP origin (`grip`).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
