@@ -9,30 +9,24 @@
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use crate::baseline::{park_forever, spawn_accept_loops, valid_channel, Conn, Fail, Head, Method};
+use router::wire::http1::{BodyKind, Method};
 
-const USAGE: &str = "usage: loadgen grip-origin --listen IP:PORT";
+use crate::baseline::{park_forever, spawn_accept_loops, valid_channel, Conn, Fail};
 
-/// Parses `--listen IP:PORT`, starts the origin and serves until killed.
-pub fn run_command(args: &[String]) -> Result<(), String> {
-    let mut listen = None;
-    let mut iter = args.iter();
-    while let Some(flag) = iter.next() {
-        match flag.as_str() {
-            "--listen" => {
-                let v = iter
-                    .next()
-                    .ok_or_else(|| format!("--listen needs a value\n{USAGE}"))?;
-                listen = Some(
-                    v.parse::<SocketAddr>()
-                        .map_err(|_| format!("--listen: not IP:PORT: {v:?}"))?,
-                );
-            }
-            "--help" | "-h" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    let listen = listen.ok_or_else(|| format!("--listen is required\n{USAGE}"))?;
+/// `loadgen grip-origin`'s command line.
+#[derive(clap::Args, Debug)]
+pub struct GripOriginArgs {
+    /// Where to listen.
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: SocketAddr,
+}
+
+/// Starts the origin and serves until killed.
+///
+/// # Errors
+/// The listening socket cannot be set up.
+pub fn run(args: &GripOriginArgs) -> Result<(), String> {
+    let listen = args.listen;
     let addr = start(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     eprintln!("loadgen grip-origin: listening on {addr}");
     park_forever()
@@ -46,28 +40,27 @@ pub fn start(listen: SocketAddr) -> io::Result<SocketAddr> {
 
 fn serve_connection(stream: TcpStream) {
     let mut conn = Conn::new(stream);
-    let mut head = Head::default();
     let mut answer = Vec::with_capacity(256);
-    match serve_requests(&mut conn, &mut head, &mut answer) {
-        Ok(()) | Err(Fail::Close) => {}
-        Err(Fail::Status(status)) => conn.refuse(status),
+    match serve_requests(&mut conn, &mut answer) {
+        Ok(()) => {}
+        Err(fail) => conn.refuse(fail),
     }
 }
 
 /// Answers requests until the client closes the connection or asks to.
-fn serve_requests(conn: &mut Conn, head: &mut Head, answer: &mut Vec<u8>) -> Result<(), Fail> {
-    while conn.next_head(head)? {
-        // A body cannot be skipped without its length; Content-Length ones are read and
-        // ignored so the next request starts in the right place.
-        if head.transfer_encoding {
+fn serve_requests(conn: &mut Conn, answer: &mut Vec<u8>) -> Result<(), Fail> {
+    while let Some(head) = conn.next_head()? {
+        // A chunked body would have to be decoded to find the next request; Content-Length
+        // ones are read and ignored so the next request starts in the right place.
+        if head.body == BodyKind::Chunked {
             return Err(Fail::Status(400));
         }
-        conn.body(head)?;
-        conn.consume(head);
+        conn.body(&head)?;
+        conn.consume(&head);
         answer.clear();
         let channel = match head.method {
             Method::Get => head
-                .path
+                .path()
                 .strip_prefix("/sub/")
                 .filter(|channel| valid_channel(channel)),
             _ => None,
@@ -137,9 +130,9 @@ mod tests {
         // Then three pipelined in one write, one of them with a body to skip.
         client
             .write_all(
-                b"POST /sub/abc HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz\
-                  GET /sub/a_b HTTP/1.1\r\n\r\n\
-                  GET /sub/bad-name HTTP/1.1\r\n\r\n",
+                b"POST /sub/abc HTTP/1.1\r\nHost: origin\r\nContent-Length: 3\r\n\r\nxyz\
+                  GET /sub/a_b HTTP/1.1\r\nHost: origin\r\n\r\n\
+                  GET /sub/bad-name HTTP/1.1\r\nHost: origin\r\n\r\n",
             )
             .expect("write");
         let (head, _) = read_response(&mut client);
@@ -159,10 +152,29 @@ mod tests {
         let (head, _) = read_response(&mut bad);
         assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
 
+        // A chunked body cannot be skipped; a request without Host is not HTTP/1.1.
+        for request in [
+            &b"POST /sub/c HTTP/1.1\r\nHost: origin\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                [..],
+            b"GET /sub/c HTTP/1.1\r\n\r\n",
+        ] {
+            let mut bad = connect(addr);
+            bad.write_all(request).expect("write");
+            let (head, _) = read_response(&mut bad);
+            assert!(head.starts_with("HTTP/1.1 400 "), "{head}");
+        }
+
         let mut good = connect(addr);
-        good.write_all(b"GET /sub/c HTTP/1.1\r\n\r\n")
+        good.write_all(b"GET /sub/c HTTP/1.1\r\nHost: origin\r\n\r\n")
             .expect("write");
         let (head, _) = read_response(&mut good);
         assert_holds(&head, "c");
+        // HTTP/1.0 may leave Host out, and is answered and closed.
+        let mut old = connect(addr);
+        old.write_all(b"GET /sub/d HTTP/1.0\r\n\r\n")
+            .expect("write");
+        let (head, _) = read_response(&mut old);
+        assert_holds(&head, "d");
+        assert_eq!(header(&head, "Connection"), Some("close"), "{head}");
     }
 }

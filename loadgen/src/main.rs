@@ -34,56 +34,45 @@ mod stats;
 mod tracker;
 mod worker;
 
-use args::{parse_args, ArgsError, USAGE};
+use args::Command;
 
 fn main() {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    let tool = match argv.first().map(String::as_str) {
-        Some("plot") => Some((
-            "plot",
-            plot::run_command as fn(&[String]) -> Result<(), String>,
-        )),
-        Some("baseline") => Some(("baseline", baseline::run_command as _)),
-        Some("grip-origin") => Some(("grip-origin", grip::run_command as _)),
-        _ => None,
-    };
-    if let Some((name, run)) = tool {
-        if let Err(message) = run(&argv[1..]) {
-            eprintln!("loadgen {name}: {message}");
-            std::process::exit(2);
-        }
-        return;
-    }
-    // `loadgen worker INDEX PROCESSES ARGS...`: started by the coordinator only.
-    if argv.first().map(String::as_str) == Some("worker") {
-        let (Some(index), Some(processes)) = (
-            argv.get(1).and_then(|s| s.parse().ok()),
-            argv.get(2).and_then(|s| s.parse().ok()),
-        ) else {
-            eprintln!("loadgen worker: expected INDEX PROCESSES ARGS...");
-            std::process::exit(2);
-        };
-        match parse_args(&argv[3..]) {
-            Ok(args) => worker::run(args, index, processes),
-            Err(_) => {
-                eprintln!("loadgen worker: bad arguments");
-                std::process::exit(2);
-            }
-        }
-        return;
-    }
-    let args = match parse_args(&argv) {
-        Ok(args) => args,
-        Err(ArgsError::Help) => {
-            println!("{USAGE}");
+    // Help and version exit 0 here; a refused command line prints why and exits 2.
+    let command = args::parse(std::env::args_os()).unwrap_or_else(|err| err.exit());
+    let (name, tool) = match command {
+        Command::Plot(args) => ("plot", plot::run(&args)),
+        Command::Baseline(args) => ("baseline", baseline::run(&args)),
+        Command::GripOrigin(args) => ("grip-origin", grip::run(&args)),
+        Command::Worker {
+            index,
+            processes,
+            args,
+        } => {
+            worker::run(args, index, processes);
             return;
         }
-        Err(ArgsError::Bad(message)) => {
-            eprintln!("loadgen: {message}\n\n{USAGE}");
-            std::process::exit(2);
+        Command::Run(args) => {
+            // The command line as given: recorded in the results and passed on to the workers.
+            let argv: Result<Vec<String>, _> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.into_string())
+                .collect();
+            let Ok(argv) = argv else {
+                eprintln!("loadgen: the command line is not UTF-8");
+                std::process::exit(2);
+            };
+            run(args, &argv);
+            return;
         }
     };
-    match coordinator::run(args, &argv) {
+    if let Err(message) = tool {
+        eprintln!("loadgen {name}: {message}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: args::Args, argv: &[String]) {
+    match coordinator::run(args, argv) {
         Ok(finished) => {
             println!("{}", finished.line);
             if let Some(losses) = finished.losses {
