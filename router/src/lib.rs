@@ -8,10 +8,11 @@
 //! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
 //!   configuration, each with why it has its value.
 //! - [`server`]: bootstrap and stop (a thread, runtime and SO_REUSEPORT listener per shard;
-//!   the shard's mesh, cull and timer tasks), the connection loop, routing and handlers
-//!   ([`server::conn`]: pipelining and corked answers, handoff to the owner shard, linger on
-//!   close), tunnel attachment as stream or long-poll with keepalive timing
-//!   ([`server::attach`]) and as WebSocket ([`server::websocket`]).
+//!   the shard's mesh, cull and timer tasks), the connection loop ([`server::conn`]: pipelining
+//!   and corked answers, handoff to the owner shard, linger on close), the route table and the
+//!   API's handlers with the one publish admission ([`server::api`]), tunnel attachment: open
+//!   and re-attach, streams and keepalive timing ([`server::attach`]), long-polls
+//!   ([`server::longpoll`]) and WebSocket ([`server::websocket`]).
 //! - [`net`]: a connection's I/O: reading one request with its bounds and timeouts
 //!   ([`net::request`]), writing answers ([`net::reply`]), non-blocking sends and receives
 //!   ([`net::sock`]).

@@ -1,8 +1,10 @@
 //! Bootstrap: one thread per shard, each with its own monoio runtime (io_uring, or epoll where
 //! io_uring is unavailable) and its own SO_REUSEPORT listener; the mesh is wired before serving.
 
+pub mod api;
 pub mod attach;
 pub mod conn;
+pub mod longpoll;
 pub mod websocket;
 
 use crate::limits::{

@@ -8,8 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use super::api::{admit_publish, count_refusal};
 use super::attach::{count_kick, Attached, Event, Mode, Step};
-use super::conn::{admit_publish, count_refusal, Answer, Next};
+use super::conn::{Answer, Next};
 use crate::metrics::Metrics;
 use crate::net::reply;
 use crate::net::request::Request;

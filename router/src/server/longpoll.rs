@@ -1,0 +1,85 @@
+//! The long-poll transport: a parked poll is answered when datagrams arrive, with a keepalive
+//! when its ttl passes or another connection takes the tunnel, and closes when its peer goes.
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+
+use super::attach::{count_kick, Attached, Event, Mode, Step};
+use super::conn::Next;
+use crate::net::sock::send_all;
+use crate::shard::Shard;
+use crate::tunnel::Attention;
+use crate::wire::datagram::{Datagram, GAP, KEEPALIVE};
+use crate::wire::format::put_poll_answer;
+use crate::wire::http1::write_full;
+
+impl Attached {
+    /// A parked long-poll: answers when datagrams arrive, with a keepalive when the ttl passes or
+    /// another connection takes the tunnel; closes when the peer goes away.
+    pub(super) async fn step_poll(
+        &mut self,
+        shard: &Shard,
+        stream: &TcpStream,
+        event: Event,
+    ) -> Step {
+        let Event::Tunnel(wait) = event else {
+            return Step::End(Next::Close);
+        };
+        shard.detach(&self.id, self.token);
+        let next = match wait {
+            Ok(Attention::Data) => self.answer_poll(shard, stream, &[]).await,
+            Ok(Attention::Deadline) | Ok(Attention::Idle) => {
+                self.answer_poll(shard, stream, &[KEEPALIVE]).await
+            }
+            Err(kick) => {
+                count_kick(shard, kick);
+                self.answer_poll(shard, stream, &[KEEPALIVE]).await
+            }
+        };
+        Step::End(next)
+    }
+
+    /// Answers a poll with `head` control datagrams followed by queued datagrams (up to the batch
+    /// limit).
+    pub(super) async fn answer_poll(
+        &self,
+        shard: &Shard,
+        stream: &TcpStream,
+        head: &[&[u8]],
+    ) -> Next {
+        let batch_max = shard.config().longpoll_batch_max;
+        let mut queued: Vec<Datagram> = Vec::new();
+        let gap = shard.with_tunnel(&self.id, |t| {
+            let gap = t.take_gap();
+            t.drain_unsent(batch_max, |d| {
+                queued.push(d.clone());
+                true
+            });
+            gap
+        });
+        // A gap the caller already reports is not repeated.
+        let gap = gap == Some(true) && !head.contains(&GAP);
+        let messages = head
+            .iter()
+            .copied()
+            .chain(gap.then_some(GAP))
+            .chain(queued.iter().map(|d| d.json()));
+        let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(self.cb.as_str());
+        let mut body = BytesMut::new();
+        put_poll_answer(&mut body, jsonp, self.id.text().as_str(), messages);
+        let (content_type, headers) = self.persist.json_headers(jsonp.is_some());
+        let mut out = BytesMut::with_capacity(body.len() + 256);
+        write_full(
+            &mut out,
+            200,
+            content_type,
+            &body,
+            self.persist.keep_alive,
+            headers,
+        );
+        match send_all(stream, out).await {
+            true if self.persist.keep_alive => Next::KeepAlive,
+            _ => Next::Close,
+        }
+    }
+}
