@@ -422,20 +422,17 @@ impl Answer<'_> {
 
     /// Answers a refusal with its status and error text, and counts it.
     pub async fn refuse(&mut self, refusal: Refusal) -> Next {
-        Metrics::add(&self.shard.metrics.requests_failed, 1);
-        count_refusal(self.shard, refusal);
-        let out = reply::error(
-            refusal.status(),
-            refusal.message(),
-            self.cb.as_deref(),
-            self.persist,
-        );
-        self.send(out).await
+        self.refuse_with(refusal, &[]).await
     }
 
     /// 405, with the methods the resource does allow (RFC 9110 §15.5.6).
     pub async fn not_allowed(&mut self, allow: &'static str) -> Next {
         let refusal = Refusal::Http(http1::HttpError::MethodNotAllowed);
+        self.refuse_with(refusal, &[("Allow", allow)]).await
+    }
+
+    /// [`Answer::refuse`] with extra headers.
+    async fn refuse_with(&mut self, refusal: Refusal, extra: &[(&str, &str)]) -> Next {
         Metrics::add(&self.shard.metrics.requests_failed, 1);
         count_refusal(self.shard, refusal);
         let out = reply::error_with(
@@ -443,7 +440,7 @@ impl Answer<'_> {
             refusal.message(),
             self.cb.as_deref(),
             self.persist,
-            &[("Allow", allow)],
+            extra,
         );
         self.send(out).await
     }
