@@ -3,32 +3,43 @@
 //! long-polling (JSON and JSONP).
 //!
 //! # Layout
-//! Modules follow the data flow of a request:
-//! - [`config`]: the one validated configuration (TOML file + command-line overrides).
-//! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
-//!   configuration, each with why it has its value.
-//! - [`server`]: bootstrap and stop (a thread, runtime and SO_REUSEPORT listener per shard;
-//!   the shard's mesh, cull and timer tasks), the connection loop ([`server::conn`]: pipelining
-//!   and corked answers, handoff to the owner shard, linger on close), the route table and the
-//!   API's handlers with the one publish admission ([`server::api`]), tunnel attachment: open
-//!   and re-attach, streams and keepalive timing ([`server::attach`]), long-polls
-//!   ([`server::longpoll`]) and WebSocket ([`server::websocket`]).
+//! Modules follow the data flow of a request, top to bottom; each imports only the ones below
+//! it (docs/architecture.md, "Layers"; `tests/layers.rs` checks it):
+//! - [`server`]: bootstrap and stop, the only place that starts threads and runtimes (a thread,
+//!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, cull and timer tasks).
+//! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
+//!   linger on close, and the attachment's wait.
+//! - [`api`]: the route table, preflights, metrics and the demo page; [`api::publish`]:
+//!   `/events`, `/publish/...` and subscriptions.
+//! - [`attachment`]: tunnels served by a connection: open and re-attach
+//!   ([`attachment::open`]), then one type per transport: streams ([`attachment::stream`]),
+//!   long-polls ([`attachment::longpoll`]), WebSocket ([`attachment::websocket`]), with keepalive
+//!   timing and the slow-consumer kick shared.
 //! - [`net`]: a connection's I/O: reading one request with its bounds and timeouts
-//!   ([`net::request`]), writing answers ([`net::reply`]), non-blocking sends and receives
+//!   ([`net::request`]), answering it ([`net::answer`]: corking, HEAD, JSONP, refusals, what
+//!   comes next), writing answers ([`net::reply`]), non-blocking sends and receives
 //!   ([`net::sock`]).
+//! - [`admission`]: the checks every publish passes, whoever publishes.
 //! - [`refusal`]: why a request or message is refused, and the one mapping of each reason to
 //!   its status, text, close code, metrics label and blame.
 //! - [`shard`]: one core's tunnels, subscriptions, publish path, deadlines and culling;
-//!   [`shard::mesh`] wires the bounded SPSC rings between shards and carries handoffs;
-//!   [`shard::stop`] is the stop signal.
+//!   [`shard::mesh`] wires the bounded SPSC rings between shards, finds a tunnel's owner shard
+//!   and carries handoffs; [`shard::stop`] is the stop signal.
 //! - [`tunnel`]: a tunnel's state: replay buffer (which is also its send queue), cursor,
 //!   attachment, event rate limit.
-//! - [`pubsub`]: path validation, patterns, and the subscription registry.
-//! - [`wire`]: sans-IO codecs: HTTP/1.1, query strings, JSON, datagrams, formats, templates.
+//! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
+//!   configuration, each with why it has its value.
 //! - [`metrics`]: per-shard counters.
 //! - [`os`]: process settings applied at start-up (the open-files limit).
+//! - [`config`]: the one validated configuration (TOML file + command-line overrides).
+//! - [`pubsub`]: path validation, patterns, and the subscription registry.
+//! - [`wire`]: sans-IO codecs: HTTP/1.1, query strings, JSON, datagrams, formats, templates.
 
+pub mod admission;
+pub mod api;
+pub mod attachment;
 pub mod config;
+pub mod conn;
 pub mod limits;
 pub mod metrics;
 pub mod net;

@@ -158,6 +158,15 @@ impl Refusal {
             _ => Blame::Client,
         }
     }
+
+    /// Counts it by its reason, and as the server's doing when it is (every refusal, answered
+    /// or sent as a WebSocket message).
+    pub fn count(self, metrics: &crate::metrics::Metrics) {
+        metrics.refused(self.index());
+        if self.blame() == Blame::Server {
+            crate::metrics::Metrics::add(&metrics.refused_by_server, 1);
+        }
+    }
 }
 
 impl From<TunnelError> for Refusal {

@@ -3,6 +3,7 @@
 //! attached connections use. Nothing here knows about routes, tunnels' transports or shards'
 //! threads; it uses only the shard's configuration and read-buffer pool.
 
+pub mod answer;
 pub mod reply;
 pub mod request;
 pub mod sock;

@@ -1,12 +1,6 @@
 //! Bootstrap: one thread per shard, each with its own monoio runtime (io_uring, or epoll where
 //! io_uring is unavailable) and its own SO_REUSEPORT listener; the mesh is wired before serving.
 
-pub mod api;
-pub mod attach;
-pub mod conn;
-pub mod longpoll;
-pub mod websocket;
-
 use crate::limits::{
     ACCEPT_RETRY_MS, CULL_PERIOD_MS_MAX, CULL_PERIOD_MS_MIN, LISTEN_BACKLOG, MESH_BATCH_MAX,
     PORT_RETRY_MS, PORT_WAIT_MS, STOP_POLL_MS, STOP_WAIT_MS, TIMER_SLEEP_MS_MAX,
@@ -24,6 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::config::{Config, IoDriver};
+use crate::conn;
 use crate::metrics::Metrics;
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
 use crate::shard::stop::Stop;

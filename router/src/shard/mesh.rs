@@ -24,6 +24,28 @@ pub enum ShardMsg {
     Handoff(Box<Handoff>),
 }
 
+/// Where a tunnel id points.
+pub enum Owner {
+    Local(TunnelId),
+    /// The shard that owns it: requests about it move there.
+    Remote(usize),
+    /// Malformed, or naming a shard that does not exist.
+    Nowhere,
+}
+
+impl super::Shard {
+    /// Which shard owns the tunnel `text` names (the shard is part of the id).
+    pub fn owner(&self, text: &str) -> Owner {
+        match TunnelId::parse(text) {
+            Some(id) if id.shard == self.id => Owner::Local(id),
+            Some(id) if (id.shard as usize) < self.shard_count() => {
+                Owner::Remote(id.shard as usize)
+            }
+            _ => Owner::Nowhere,
+        }
+    }
+}
+
 /// What a connection keeps of its peer's address, and carries when it moves: whether it is on
 /// loopback (the publish API is open to loopback peers only). One byte rather than a
 /// `SocketAddr`'s 32, since it lives as long as the connection.

@@ -30,6 +30,29 @@ pub fn parse(query: &str) -> Result<Vec<Pair<'_>>, QueryError> {
     non_empty_pairs(query).map(decode_pair).collect()
 }
 
+/// The decoded parameters of one query string, looked up by name.
+pub struct Params<'q>(Vec<Pair<'q>>);
+
+impl<'q> Params<'q> {
+    /// [`parse`], kept for look-ups.
+    pub fn parse(query: &'q str) -> Result<Params<'q>, QueryError> {
+        parse(query).map(Params)
+    }
+
+    /// The first value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| &**v)
+    }
+
+    /// Every value of `name`, in order.
+    pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| &**v)
+    }
+}
+
 /// Percent-decodes; invalid escapes (`%zz`, truncated `%4`) are an error; the
 /// result must be valid UTF-8 or it's an error. '+' is left as-is here (it
 /// only means space inside form-encoded pairs), so this also suits paths.

@@ -18,9 +18,9 @@ pub fn is_valid_received_code(code: u16) -> bool {
 }
 
 /// Like [`is_valid_received_code`], plus the IANA-registered 1012 (service
-/// restart), 1013 (try again later) and 1014 (bad gateway). Servers send
-/// these, the router among them (1013 under overload), so a client-role
-/// decoder accepts them.
+/// restart), 1013 (try again later) and 1014 (bad gateway). Servers and
+/// proxies send these, so a client-role decoder (loadgen's, the conformance
+/// peers') accepts them.
 pub fn is_valid_code_from_server(code: u16) -> bool {
     is_valid_received_code(code) || matches!(code, 1012..=1014)
 }

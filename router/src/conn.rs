@@ -1,53 +1,26 @@
 //! One HTTP connection: reads requests, routes them and answers. A request about a tunnel that
-//! another shard owns moves the whole connection to that shard.
+//! another shard owns moves the whole connection to that shard; a request that attaches a
+//! tunnel keeps the connection in the attachment's wait until the attachment ends.
 
-use crate::limits::{CORKED_BYTES_MAX, CORKED_DELIVERIES_MAX, LINGER_BYTES_MAX, LINGER_MS};
+use crate::limits::{LINGER_BYTES_MAX, LINGER_MS};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
-use std::borrow::Cow;
 use std::future::Future;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::api::{count_refusal, route};
-use super::attach::{self, Step};
+use crate::api::route;
+use crate::attachment::{Attached, Event, Next, Step};
 use crate::metrics::Metrics;
+use crate::net::answer::Pipeline;
 use crate::net::reply::{self, send, Persist};
 use crate::net::request::{read_request, Read, Request};
 use crate::refusal::Refusal;
 use crate::shard::mesh::{Handoff, Peer, ShardMsg};
 use crate::shard::Shard;
-use crate::tunnel::TunnelId;
-use crate::wire::http1::{self};
-
-/// What the connection does after a request.
-pub enum Next {
-    /// Read the next request.
-    KeepAlive,
-    Close,
-    /// Move to shard `.0`, which owns the tunnel the request is about.
-    Handoff(usize, Box<Request>),
-    /// Serve an attached tunnel (a stream, or a parked long-poll) until it ends.
-    Attached(Box<attach::Attached>),
-}
-
-/// What a connection holds between pipelined requests, boxed because few connections pipeline:
-/// the bytes read past the last request, and the answers held back ("corked") while more
-/// requests are already buffered. A burst of pipelined requests (a publisher's, typically) is
-/// answered with one write, and the tunnels its publishes wake see the whole burst at once and
-/// write it with one `send` each instead of one per datagram. Corked answers go out before the
-/// connection waits for its peer (who may be waiting for them) and before anything else writes
-/// to the socket.
-#[derive(Default)]
-pub struct Pipeline {
-    pub input: BytesMut,
-    pub corked: BytesMut,
-    /// The shard's delivery count when the first corked answer was held back.
-    corked_at: u64,
-}
+use crate::wire::http1;
 
 /// Keeps `connections_open` right however the connection ends; the connection's handle on its
 /// shard.
@@ -106,7 +79,7 @@ pub fn serve(
                     let mut peer = std::pin::pin!(stream.readable(false));
                     let next = loop {
                         let event = attached.wait(shard, peer.as_mut()).await;
-                        let peer_fired = matches!(event, attach::Event::Peer);
+                        let peer_fired = matches!(event, Event::Peer);
                         if let Step::End(next) = attached.step(shard, &stream, event).await {
                             break next;
                         }
@@ -114,7 +87,7 @@ pub fn serve(
                             peer.set(stream.readable(false));
                         }
                     };
-                    shard.detach(&attached.id, attached.token);
+                    attached.detach(shard);
                     next
                 }
                 next => next,
@@ -186,9 +159,7 @@ fn boxed_route<'a>(
 ) -> Boxed<'a, Next> {
     Box::pin(async move {
         let next = match route(shard, stream, peer, request, rest.as_deref_mut()).await {
-            Next::Attached(attached) if attached.is_websocket() => {
-                early_frames(shard, stream, attached, rest).await
-            }
+            Next::Attached(attached) => early_frames(shard, stream, attached, rest).await,
             next => next,
         };
         let next = match rest.as_deref_mut() {
@@ -216,26 +187,37 @@ fn boxed_route<'a>(
 
 /// Hands the bytes read behind a WebSocket upgrade request (frames the client sent before it
 /// saw the 101) to the new attachment, which handles them at once: the connection's readiness
-/// poll would not fire for bytes already read.
+/// poll would not fire for bytes already read. Other attachments give the bytes back: they are
+/// the next request, read once the attachment ends.
 async fn early_frames(
     shard: &Shard,
     stream: &TcpStream,
-    mut attached: Box<attach::Attached>,
+    mut attached: Box<Attached>,
     rest: &mut Option<Box<Pipeline>>,
 ) -> Next {
-    let Some(pipeline) = rest.take() else {
+    let Some(pipeline) = rest.as_deref_mut().filter(|p| !p.input.is_empty()) else {
         return Next::Attached(attached);
     };
-    let Pipeline { input, corked, .. } = unbox(pipeline);
-    // `/tunnel` wrote the answers owed before it: only the early frames are left.
-    debug_assert!(corked.is_empty(), "answers were corked behind an upgrade");
-    if input.is_empty() {
-        return Next::Attached(attached);
-    }
-    match attached.early_frames(shard, stream, input).await {
-        Step::Wait => Next::Attached(attached),
-        Step::End(next) => {
-            shard.detach(&attached.id, attached.token);
+    let input = std::mem::take(&mut pipeline.input);
+    let stepped = match attached.early_frames(shard, stream, input) {
+        Ok(step) => {
+            // `/tunnel` wrote the answers owed before it: only the early frames were left.
+            debug_assert!(
+                pipeline.corked.is_empty(),
+                "answers were corked behind an upgrade"
+            );
+            *rest = None;
+            Some(step.await)
+        }
+        Err(input) => {
+            pipeline.input = input;
+            None
+        }
+    };
+    match stepped {
+        None | Some(Step::Wait) => Next::Attached(attached),
+        Some(Step::End(next)) => {
+            attached.detach(shard);
             next
         }
     }
@@ -254,7 +236,7 @@ fn boxed_refuse<'a>(
         _ => &shard.metrics.requests_failed,
     };
     Metrics::add(counter, 1);
-    count_refusal(shard, Refusal::Http(e));
+    Refusal::Http(e).count(&shard.metrics);
     Box::pin(async move {
         let mut out = rest.take().map(|p| p.corked).unwrap_or_default();
         out.unsplit(reply::error(e.status(), e.message(), None, Persist::CLOSE));
@@ -333,148 +315,6 @@ async fn handoff(
     }
 }
 
-/// Query parameters of one request.
-pub struct Params<'q>(pub(super) Vec<(Cow<'q, str>, Cow<'q, str>)>);
-
-impl Params<'_> {
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| &**v)
-    }
-
-    pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.0
-            .iter()
-            .filter(move |(k, _)| k == name)
-            .map(|(_, v)| &**v)
-    }
-}
-
-/// Per-request answering context.
-pub struct Answer<'a> {
-    pub shard: &'a Rc<Shard>,
-    /// Handlers that write to it other than through `send` call `uncork` first.
-    pub stream: &'a mut TcpStream,
-    /// Present when the connection has pipelined: answers may be corked there.
-    pub(super) pipeline: Option<&'a mut Pipeline>,
-    pub persist: Persist,
-    /// A HEAD request: answers carry no body.
-    pub head_only: bool,
-    /// Valid JSONP callback, when the request asked for one.
-    pub cb: Option<String>,
-}
-
-impl Answer<'_> {
-    fn next(&self) -> Next {
-        if self.persist.keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
-    }
-
-    /// Sends a complete answer (without its body for HEAD) and says what comes next. When
-    /// another request is already buffered and the connection stays open, the answer is corked
-    /// instead: it goes out with the next one written.
-    pub async fn send(&mut self, mut out: BytesMut) -> Next {
-        if self.head_only {
-            reply::strip_body(&mut out);
-        }
-        let next = self.next();
-        if let Some(p) = self.pipeline.as_deref_mut() {
-            let deliveries = self.shard.metrics.deliveries.load(Ordering::Relaxed);
-            if p.corked.is_empty() {
-                p.corked_at = deliveries;
-            }
-            let more = !p.input.is_empty() && matches!(next, Next::KeepAlive);
-            if more
-                && p.corked.len() + out.len() <= CORKED_BYTES_MAX
-                && deliveries.wrapping_sub(p.corked_at) < CORKED_DELIVERIES_MAX
-            {
-                p.corked.unsplit(out);
-                return next;
-            }
-            if !p.corked.is_empty() {
-                let mut all = std::mem::take(&mut p.corked);
-                all.unsplit(out);
-                out = all;
-            }
-        }
-        if send(self.stream, out).await {
-            next
-        } else {
-            Next::Close
-        }
-    }
-
-    /// Writes the corked answers, before a handler writes to the socket itself. False when
-    /// the peer is gone.
-    pub async fn uncork(&mut self) -> bool {
-        match self.pipeline.as_deref_mut() {
-            Some(p) => reply::uncork(self.stream, &mut p.corked).await,
-            None => true,
-        }
-    }
-
-    pub async fn json(&mut self, status: u16, body: &[u8]) -> Next {
-        let out = reply::json(status, body, self.cb.as_deref(), self.persist);
-        self.send(out).await
-    }
-
-    /// Answers a refusal with its status and error text, and counts it.
-    pub async fn refuse(&mut self, refusal: Refusal) -> Next {
-        self.refuse_with(refusal, &[]).await
-    }
-
-    /// 405, with the methods the resource does allow (RFC 9110 §15.5.6).
-    pub async fn not_allowed(&mut self, allow: &'static str) -> Next {
-        let refusal = Refusal::Http(http1::HttpError::MethodNotAllowed);
-        self.refuse_with(refusal, &[("Allow", allow)]).await
-    }
-
-    /// [`Answer::refuse`] with extra headers.
-    async fn refuse_with(&mut self, refusal: Refusal, extra: &[(&str, &str)]) -> Next {
-        Metrics::add(&self.shard.metrics.requests_failed, 1);
-        count_refusal(self.shard, refusal);
-        let out = reply::error_with(
-            refusal.status(),
-            refusal.message(),
-            self.cb.as_deref(),
-            self.persist,
-            extra,
-        );
-        self.send(out).await
-    }
-
-    pub(super) async fn accepted(&mut self, id: impl std::fmt::Display) -> Next {
-        let body = format!(r#"{{"ok":true,"id":"{id}"}}"#);
-        self.json(202, body.as_bytes()).await
-    }
-
-    pub(super) async fn ok(&mut self) -> Next {
-        self.json(200, br#"{"ok":true}"#).await
-    }
-}
-
-/// Where a tunnel id points.
-pub enum Owner {
-    Local(TunnelId),
-    Remote(usize),
-    /// Malformed or naming a shard that does not exist.
-    Nowhere,
-}
-
-pub fn owner(shard: &Shard, text: &str) -> Owner {
-    match TunnelId::parse(text) {
-        Some(id) if id.shard == shard.id => Owner::Local(id),
-        Some(id) if (id.shard as usize) < shard.shard_count() => Owner::Remote(id.shard as usize),
-        _ => Owner::Nowhere,
-    }
-}
-
-pub fn clone_request(request: &Request) -> Box<Request> {
-    Box::new(request.clone())
-}
-
 #[cfg(test)]
 mod idle_budget {
     //! An idle tunnel's connection is its task's future (the attachment and its wait included):
@@ -509,7 +349,7 @@ mod idle_budget {
             let peer = super::Peer::of(addr);
             let serve = super::serve(shard, client, peer, None, bytes::BytesMut::new());
             let serve = std::mem::size_of_val(&serve);
-            let attached = std::mem::size_of::<super::attach::Attached>();
+            let attached = std::mem::size_of::<crate::attachment::Attached>();
             eprintln!("serve future: {serve} bytes, attachment: {attached} bytes");
             assert!(
                 attached <= ATTACHED_BYTES_MAX,

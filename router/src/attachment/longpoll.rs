@@ -4,8 +4,7 @@
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use super::attach::{count_kick, Attached, Event, Mode, Step};
-use super::conn::Next;
+use super::{count_kick, Binding, Event, Next, Step};
 use crate::net::sock::send_all;
 use crate::shard::Shard;
 use crate::tunnel::Attention;
@@ -13,11 +12,19 @@ use crate::wire::datagram::{Datagram, GAP, KEEPALIVE};
 use crate::wire::format::put_poll_answer;
 use crate::wire::http1::write_full;
 
-impl Attached {
+/// A long-poll attachment's own state.
+pub struct Poll {
+    /// Answers are JSONP (with the binding's callback) rather than JSON.
+    pub(super) jsonp: bool,
+}
+
+impl Poll {
     /// A parked long-poll: answers when datagrams arrive, with a keepalive when the ttl passes or
-    /// another connection takes the tunnel; closes when the peer goes away.
-    pub(super) async fn step_poll(
+    /// another connection takes the tunnel; closes when the peer goes away (a poll reads
+    /// nothing more from its peer while parked).
+    pub(super) async fn step(
         &mut self,
+        binding: &Binding,
         shard: &Shard,
         stream: &TcpStream,
         event: Event,
@@ -25,15 +32,15 @@ impl Attached {
         let Event::Tunnel(wait) = event else {
             return Step::End(Next::Close);
         };
-        shard.detach(&self.id, self.token);
+        shard.detach(&binding.id, binding.token);
         let next = match wait {
-            Ok(Attention::Data) => self.answer_poll(shard, stream, &[]).await,
+            Ok(Attention::Data) => self.answer(binding, shard, stream, &[]).await,
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
-                self.answer_poll(shard, stream, &[KEEPALIVE]).await
+                self.answer(binding, shard, stream, &[KEEPALIVE]).await
             }
             Err(kick) => {
                 count_kick(shard, kick);
-                self.answer_poll(shard, stream, &[KEEPALIVE]).await
+                self.answer(binding, shard, stream, &[KEEPALIVE]).await
             }
         };
         Step::End(next)
@@ -41,15 +48,16 @@ impl Attached {
 
     /// Answers a poll with `head` control datagrams followed by queued datagrams (up to the batch
     /// limit).
-    pub(super) async fn answer_poll(
+    pub(super) async fn answer(
         &self,
+        binding: &Binding,
         shard: &Shard,
         stream: &TcpStream,
         head: &[&[u8]],
     ) -> Next {
         let batch_max = shard.config().longpoll_batch_max;
         let mut queued: Vec<Datagram> = Vec::new();
-        let gap = shard.with_tunnel(&self.id, |t| {
+        let gap = shard.with_tunnel(&binding.id, |t| {
             let gap = t.take_gap();
             t.drain_unsent(batch_max, |d| {
                 queued.push(d.clone());
@@ -64,21 +72,21 @@ impl Attached {
             .copied()
             .chain(gap.then_some(GAP))
             .chain(queued.iter().map(|d| d.json()));
-        let jsonp = matches!(self.mode, Mode::Poll { jsonp: true }).then_some(self.cb.as_str());
+        let jsonp = self.jsonp.then_some(binding.cb.as_str());
         let mut body = BytesMut::new();
-        put_poll_answer(&mut body, jsonp, self.id.text().as_str(), messages);
-        let (content_type, headers) = self.persist.json_headers(jsonp.is_some());
+        put_poll_answer(&mut body, jsonp, binding.id.text().as_str(), messages);
+        let (content_type, headers) = binding.persist.json_headers(jsonp.is_some());
         let mut out = BytesMut::with_capacity(body.len() + 256);
         write_full(
             &mut out,
             200,
             content_type,
             &body,
-            self.persist.keep_alive,
+            binding.persist.keep_alive,
             headers,
         );
         match send_all(stream, out).await {
-            true if self.persist.keep_alive => Next::KeepAlive,
+            true if binding.persist.keep_alive => Next::KeepAlive,
             _ => Next::Close,
         }
     }

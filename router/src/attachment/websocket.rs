@@ -4,14 +4,12 @@
 use crate::limits::{CLOSE_WAIT_BYTES_MAX, CLOSE_WAIT_MS, PINGS_UNANSWERED_MAX};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use super::api::{admit_publish, count_refusal};
-use super::attach::{count_kick, Attached, Event, Mode, Step};
-use super::conn::{Answer, Next};
+use super::{count_kick, Attached, Binding, Boxed, Event, Next, Step, Transport};
+use crate::admission;
 use crate::metrics::Metrics;
+use crate::net::answer::Answer;
 use crate::net::reply;
 use crate::net::request::Request;
 use crate::net::sock::{self, send_all};
@@ -28,8 +26,6 @@ use crate::wire::websocket::deflate::{self, Params};
 use crate::wire::websocket::frame::{put_frame, put_header};
 use crate::wire::websocket::handshake::{self, Accepted, HandshakeError};
 use crate::wire::websocket::{Limits, OpCode, WsError};
-
-type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Close codes we send (RFC 6455 §7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
@@ -199,11 +195,12 @@ async fn answer_close(stream: &TcpStream, close: Option<(u16, String)>) -> Next 
     Next::Close
 }
 
-impl Attached {
+impl WsState {
     /// Writes the 101 answer, the tunnel datagram (and gap) as text frames, attaches, arms the
     /// first ping, and hands the rest to the connection loop.
-    pub(super) async fn start_websocket(
+    pub(super) async fn start(
         self,
+        binding: Binding,
         shard: &Shard,
         stream: &TcpStream,
         accepted: &Accepted,
@@ -217,7 +214,11 @@ impl Attached {
         if gap {
             put_message(&mut out, OpCode::Text, GAP, deflate);
         }
-        self.attach_with(shard, stream, out).await
+        let attached = Attached {
+            binding,
+            transport: Transport::WebSocket(self),
+        };
+        attached.attach_with(shard, stream, out).await
     }
 
     /// Handles the frames a client sent right behind its upgrade request, read with it (a
@@ -225,23 +226,20 @@ impl Attached {
     /// `input` becomes the start of the message decoder's buffer.
     pub(super) async fn early_frames(
         &mut self,
+        binding: &Binding,
         shard: &Shard,
         stream: &TcpStream,
         input: BytesMut,
     ) -> Step {
-        let Mode::WebSocket(state) = &mut self.mode else {
-            unreachable_mode();
-            return Step::End(Next::Close);
-        };
         debug_assert!(
-            state.incoming.is_none(),
+            self.incoming.is_none(),
             "no frame was read before the attachment"
         );
-        state.incoming = Some(Box::new(Incoming {
+        self.incoming = Some(Box::new(Incoming {
             read: input,
-            decoder: Decoder::new(Role::Server, limits(shard), state.deflate),
+            decoder: Decoder::new(Role::Server, limits(shard), self.deflate),
         }));
-        match self.handle_client(shard, stream).await {
+        match self.handle_client(binding, shard, stream).await {
             Some(next) => Step::End(next),
             None => Step::Wait,
         }
@@ -249,22 +247,20 @@ impl Attached {
 
     /// Handles one event of a WebSocket attachment: the client's frames, datagrams to send, a
     /// ping due, or the end.
-    pub(super) async fn step_websocket(
+    pub(super) async fn step(
         &mut self,
+        binding: &Binding,
         shard: &Shard,
         stream: &TcpStream,
         event: Event,
     ) -> Step {
-        let Mode::WebSocket(state) = &mut self.mode else {
-            return Step::End(Next::Close);
-        };
-        let deflate = state.deflate;
+        let deflate = self.deflate;
         let wait = match event {
             Event::Peer => {
-                if !read_client(shard, stream, state).await {
+                if !read_client(shard, stream, self).await {
                     return Step::End(Next::Close);
                 }
-                return match self.handle_client(shard, stream).await {
+                return match self.handle_client(binding, shard, stream).await {
                     Some(next) => Step::End(next),
                     None => Step::Wait,
                 };
@@ -274,7 +270,7 @@ impl Attached {
         match wait {
             Ok(Attention::Data) => {
                 let mut out = BytesMut::new();
-                shard.with_tunnel(&self.id, |t| {
+                shard.with_tunnel(&binding.id, |t| {
                     if t.take_gap() {
                         put_message(&mut out, OpCode::Text, GAP, deflate);
                     }
@@ -286,20 +282,20 @@ impl Attached {
                         true
                     })
                 });
-                if !out.is_empty() && !self.write_unless_kicked(shard, stream, out).await {
+                if !out.is_empty() && !binding.write_unless_kicked(shard, stream, out).await {
                     return Step::End(Next::Close);
                 }
                 Step::Wait
             }
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
-                if state.pings_unanswered >= PINGS_UNANSWERED_MAX {
+                if self.pings_unanswered >= PINGS_UNANSWERED_MAX {
                     Metrics::add(&shard.metrics.ping_timeouts, 1);
                     return Step::End(boxed_fail(stream, CLOSE_GOING_AWAY, "no pong").await);
                 }
-                state.pings_unanswered += 1;
+                self.pings_unanswered += 1;
                 let mut out = BytesMut::new();
                 put_frame(&mut out, OpCode::Ping, true, false, b"");
-                self.send_keepalive(shard, stream, out).await
+                binding.send_keepalive(shard, stream, out).await
             }
             Err(kick) => {
                 count_kick(shard, kick);
@@ -316,13 +312,15 @@ impl Attached {
 
     /// Handles every complete client message in the read buffer. `Some(next)` ends the
     /// connection.
-    async fn handle_client(&mut self, shard: &Shard, stream: &TcpStream) -> Option<Next> {
+    async fn handle_client(
+        &mut self,
+        binding: &Binding,
+        shard: &Shard,
+        stream: &TcpStream,
+    ) -> Option<Next> {
+        let deflate = self.deflate;
         loop {
-            let Mode::WebSocket(state) = &mut self.mode else {
-                return Some(Next::Close);
-            };
-            let deflate = state.deflate;
-            let message = match next_message(shard, state) {
+            let message = match next_message(shard, self) {
                 Ok(Some(m)) => m,
                 Ok(None) => return None,
                 Err(e) => return Some(fail(stream, e.close_code(), &e.to_string()).await),
@@ -330,19 +328,19 @@ impl Attached {
             let mut out = BytesMut::new();
             match message {
                 Message::Ping(payload) => put_frame(&mut out, OpCode::Pong, true, false, &payload),
-                Message::Pong(_) => state.pings_unanswered = 0,
+                Message::Pong(_) => self.pings_unanswered = 0,
                 Message::Close(close) => return Some(answer_close(stream, close).await),
                 Message::Text(text) => {
                     let depth_max = shard.config().json_depth_max;
                     let answer = match json::parse_fields(&text, depth_max) {
-                        Ok(fields) => self.control_message(shard, fields).await,
+                        Ok(fields) => self.control_message(binding, shard, fields).await,
                         Err(e) => Err(Refusal::from(e)),
                     };
                     let answer = match answer {
                         Ok(answer) => answer,
                         // Past a limit, like an oversized message: the connection ends (1009).
                         Err(refusal @ Refusal::JsonTooDeep) => {
-                            count_refusal(shard, refusal);
+                            refusal.count(&shard.metrics);
                             let code = refusal.close_code();
                             return Some(fail(stream, code, refusal.message()).await);
                         }
@@ -353,7 +351,7 @@ impl Attached {
                     }
                 }
                 Message::Binary(raw) => {
-                    let answer = match self.binary_message(shard, raw).await {
+                    let answer = match self.binary_message(binding, shard, raw).await {
                         Ok(answer) => answer,
                         Err(refusal) => error_json(shard, refusal),
                     };
@@ -371,6 +369,7 @@ impl Attached {
     /// keeps the tunnel.
     async fn control_message(
         &mut self,
+        binding: &Binding,
         shard: &Shard,
         fields: json::Fields,
     ) -> Result<BytesMut, Refusal> {
@@ -378,27 +377,25 @@ impl Attached {
         match fields.kind.as_deref() {
             Some(kind @ ("subscribe" | "unsubscribe")) => {
                 let pattern = Pattern::parse(path_text.ok_or(Refusal::MissingPath)?)?;
-                shard.charge_event(&self.id)?;
+                shard.charge_event(&binding.id)?;
                 if kind == "subscribe" {
-                    shard.subscribe(&self.id, &pattern)?;
+                    shard.subscribe(&binding.id, &pattern)?;
                 } else {
-                    shard.unsubscribe(&self.id, &pattern)?;
+                    shard.unsubscribe(&binding.id, &pattern)?;
                 }
                 Ok(BytesMut::new())
             }
             Some("target") => {
                 let text = path_text.ok_or(Refusal::MissingPath)?;
                 path::validate(text)?;
-                if let Mode::WebSocket(state) = &mut self.mode {
-                    state.target = Some(Box::new(text.to_owned()));
-                }
+                self.target = Some(Box::new(text.to_owned()));
                 Ok(BytesMut::new())
             }
             Some("publish") => {
                 let text = path_text.ok_or(Refusal::MissingPath)?;
                 let data = fields.data.ok_or(Refusal::MissingData)?;
-                admit_publish(shard, text, &data)?;
-                shard.charge_event(&self.id)?;
+                admission::publish(shard, text, &data)?;
+                shard.charge_event(&binding.id)?;
                 ack(shard.publish(text, &data)).await
             }
             Some(_) => Err(Refusal::UnknownMessageType),
@@ -407,14 +404,15 @@ impl Attached {
     }
 
     /// A binary message: published, raw, to the last `target`.
-    async fn binary_message(&mut self, shard: &Shard, raw: Bytes) -> Result<BytesMut, Refusal> {
-        let Mode::WebSocket(state) = &self.mode else {
-            unreachable_mode();
-            return Ok(BytesMut::new());
-        };
-        let target = state.target.clone().ok_or(Refusal::BinaryNeedsTarget)?;
-        admit_publish(shard, &target, &raw)?;
-        shard.charge_event(&self.id)?;
+    async fn binary_message(
+        &mut self,
+        binding: &Binding,
+        shard: &Shard,
+        raw: Bytes,
+    ) -> Result<BytesMut, Refusal> {
+        let target = self.target.clone().ok_or(Refusal::BinaryNeedsTarget)?;
+        admission::publish(shard, &target, &raw)?;
+        shard.charge_event(&binding.id)?;
         ack(shard.publish_binary(&target, &raw)).await
     }
 }
@@ -435,7 +433,7 @@ async fn ack(published: Result<Published, PublishError>) -> Result<BytesMut, Ref
 
 /// `{"type":"error","error":...}` for a refused client message, counted.
 fn error_json(shard: &Shard, refusal: Refusal) -> BytesMut {
-    count_refusal(shard, refusal);
+    refusal.count(&shard.metrics);
     let mut out = BytesMut::new();
     out.extend_from_slice(br#"{"type":"error","error":"#);
     reply::put_json_string(&mut out, refusal.message());
@@ -482,9 +480,4 @@ pub async fn echo(answer: &mut Answer<'_>, request: &Request) -> Next {
             }
         }
     }
-}
-
-/// A WebSocket step called on another transport's attachment: a programmer error.
-fn unreachable_mode() {
-    debug_assert!(false, "a WebSocket step on another transport's attachment");
 }

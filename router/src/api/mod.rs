@@ -1,0 +1,153 @@
+//! The route table and the handlers of the HTTP API: the demo page, metrics, CORS preflights,
+//! `/tunnel` (handed to the attachments), and the publish API ([`publish`]: `/events`,
+//! `/publish/...`, subscriptions). Every handler either answers, refuses with a [`Refusal`],
+//! or moves the connection to the shard that owns the tunnel it names.
+
+pub mod publish;
+
+use bytes::BytesMut;
+use monoio::net::TcpStream;
+use std::rc::Rc;
+
+use crate::attachment::{self, websocket, Next};
+use crate::metrics;
+use crate::net::answer::{Answer, Pipeline};
+use crate::net::reply::Persist;
+use crate::net::request::Request;
+use crate::refusal::Refusal;
+use crate::shard::mesh::Peer;
+use crate::shard::Shard;
+use crate::wire::format::callback_valid;
+use crate::wire::http1::{self, write_full, Method};
+use crate::wire::query::Params;
+use crate::wire::websocket::handshake::{self, HandshakeError};
+
+use publish::{event, publish, subscription, subscription_path};
+
+const DEMO_PAGE: &str = include_str!("demo.html");
+
+pub async fn route(
+    shard: &Rc<Shard>,
+    stream: &mut TcpStream,
+    peer: Peer,
+    request: Box<Request>,
+    pipeline: Option<&mut Pipeline>,
+) -> Next {
+    let head = &request.head;
+    let keep_alive = head.keep_alive;
+    let method = head.method;
+    let mut answer = Answer {
+        shard,
+        stream,
+        pipeline,
+        persist: Persist::of(head),
+        head_only: method == Method::Head,
+        cb: None,
+    };
+    let Ok(params) = Params::parse(head.query()) else {
+        return answer.refuse(Refusal::BadQuery).await;
+    };
+    match params.get("cb") {
+        Some(cb) if callback_valid(cb) => answer.cb = Some(cb.to_owned()),
+        Some(_) => return answer.refuse(Refusal::BadCallback).await,
+        None => {}
+    }
+    let path = head.path();
+    // These write to the socket themselves (a stream's head, an upgrade's answer, a long-poll's
+    // late answer): the answers owed before them go first.
+    if matches!(path, "/tunnel" | "/echo") && !answer.uncork().await {
+        return Next::Close;
+    }
+    match (method, path) {
+        (Method::Options, p) if p.starts_with("/publish/") => publish_preflight(&mut answer).await,
+        (Method::Options, _) => preflight(&mut answer).await,
+        (Method::Get | Method::Head, "/" | "/index.html") => {
+            let mut out = BytesMut::with_capacity(DEMO_PAGE.len() + 128);
+            write_full(
+                &mut out,
+                200,
+                "text/html; charset=utf-8",
+                DEMO_PAGE.as_bytes(),
+                keep_alive,
+                answer.persist.plain_headers(),
+            );
+            answer.send(out).await
+        }
+        (Method::Get | Method::Head, "/metrics") => {
+            let body = metrics::to_json(&shard.shared.metrics, Refusal::LABELS);
+            answer.json(200, body.as_bytes()).await
+        }
+        (Method::Get, "/tunnel") => attachment::open::open(&mut answer, &request, &params).await,
+        (Method::Get, "/echo") if shard.config().conformance_echo => {
+            websocket::echo(&mut answer, &request).await
+        }
+        (Method::Post, "/events") | (Method::Get, "/events") => {
+            event(&mut answer, &request, &params).await
+        }
+        (Method::Post, p) if p.starts_with("/publish/") => {
+            publish(&mut answer, peer, &request, &p["/publish".len()..]).await
+        }
+        (Method::Post | Method::Get, p) if subscription_path(p).is_some() => {
+            subscription(&mut answer, &request, &params).await
+        }
+        (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
+            websocket::refuse(&mut answer, HandshakeError::BadMethod).await
+        }
+        (_, "/" | "/index.html" | "/metrics") => answer.not_allowed("GET, HEAD, OPTIONS").await,
+        (_, "/tunnel") => answer.not_allowed("GET, OPTIONS").await,
+        (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
+        (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
+        (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,
+        _ => answer.refuse(Refusal::NotFound).await,
+    }
+}
+
+/// CORS preflight answer headers; the last one only for HTTP/1.0 keep-alive clients.
+const PREFLIGHT_HEADERS: &[(&str, &str)] = &[
+    ("Access-Control-Allow-Origin", "*"),
+    ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+    (
+        "Access-Control-Allow-Headers",
+        "Content-Type, Last-Event-ID",
+    ),
+    ("Access-Control-Max-Age", "86400"),
+    ("Connection", "keep-alive"),
+];
+
+async fn preflight(answer: &mut Answer<'_>) -> Next {
+    no_content(answer, PREFLIGHT_HEADERS).await
+}
+
+/// What `/publish/...` takes.
+const PUBLISH_ALLOW: &str = "POST, OPTIONS";
+/// The preflight answer on `/publish/...`: it names the methods but grants no cross-origin
+/// access, so a browser never sends the publish a page asks for (the backend API is not for
+/// browsers; a simple request without preflight is refused for its `Origin` instead).
+const PUBLISH_PREFLIGHT_HEADERS: &[(&str, &str)] =
+    &[("Allow", PUBLISH_ALLOW), ("Connection", "keep-alive")];
+
+async fn publish_preflight(answer: &mut Answer<'_>) -> Next {
+    no_content(answer, PUBLISH_PREFLIGHT_HEADERS).await
+}
+
+/// A 204 with `headers`, whose last one (`Connection: keep-alive`) only HTTP/1.0 keep-alive
+/// clients get.
+async fn no_content(
+    answer: &mut Answer<'_>,
+    headers: &'static [(&'static str, &'static str)],
+) -> Next {
+    let mut out = BytesMut::new();
+    http1::ResponseHead {
+        status: 204,
+        content_type: None,
+        body: http1::ResponseBody::None,
+        keep_alive: answer.persist.keep_alive,
+        extra: if answer.persist.plain_headers().is_empty() {
+            headers.split_last().map_or(headers, |(_, rest)| rest)
+        } else {
+            headers
+        },
+    }
+    .write(&mut out);
+    answer.send(out).await
+}

@@ -1,0 +1,227 @@
+//! The streaming transports (SSE, NUL, NDJSON, iframe, custom formats): one HTTP answer that
+//! carries every datagram as it comes, chunked (or close-delimited for HTTP/1.0), with a
+//! keepalive when nothing was written for a keepalive interval, and recycled after
+//! `stream_recycle_bytes` so that proxies that buffer do not hold a stream forever.
+
+use crate::limits::STREAM_BATCH_BYTES;
+use bytes::{BufMut, BytesMut};
+use monoio::net::TcpStream;
+
+use super::{count_kick, Attached, Binding, Event, Next, Step, Transport};
+use crate::metrics::Metrics;
+use crate::net::sock::send_all;
+use crate::shard::Shard;
+use crate::tunnel::{Attention, Kick};
+use crate::wire::datagram::{Datagram, GAP};
+use crate::wire::format::Format;
+use crate::wire::http1::{ResponseBody, ResponseHead};
+
+/// `recycle_left` of a stream that is never recycled.
+const NEVER_RECYCLED: u64 = u64::MAX;
+
+/// Headers of streaming answers: never cached, never buffered by proxies (nginx honours
+/// `X-Accel-Buffering`), usable cross-origin.
+const STREAM_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "no-cache"),
+    ("X-Accel-Buffering", "no"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("X-Content-Type-Options", "nosniff"),
+];
+
+/// A stream attachment's own state.
+pub struct Stream {
+    format: Format,
+    /// Chunked (HTTP/1.1), or close-delimited (HTTP/1.0).
+    chunked: bool,
+    /// Payload bytes the stream may still carry before it ends so that the client opens a
+    /// fresh one (`stream_recycle_bytes`); [`NEVER_RECYCLED`] when it is not recycled.
+    recycle_left: u64,
+}
+
+impl Stream {
+    /// A stream in `format`; `recycle_bytes` 0 means never recycled.
+    pub(super) fn new(format: Format, chunked: bool, recycle_bytes: u64) -> Stream {
+        Stream {
+            format,
+            chunked,
+            recycle_left: match recycle_bytes {
+                0 => NEVER_RECYCLED,
+                bytes => bytes,
+            },
+        }
+    }
+
+    /// Writes the stream's response head, format header, tunnel datagram (and gap), attaches,
+    /// and hands the rest to the connection loop.
+    pub(super) async fn start(
+        self,
+        binding: Binding,
+        shard: &Shard,
+        stream: &TcpStream,
+        control: &[u8],
+        gap: bool,
+    ) -> Next {
+        let tunnel = binding.id.text();
+        let env = binding.env(&tunnel);
+        let mut out = BytesMut::with_capacity(2048);
+        ResponseHead {
+            status: 200,
+            content_type: Some(self.format.content_type()),
+            body: if self.chunked {
+                ResponseBody::Chunked
+            } else {
+                ResponseBody::CloseDelimited
+            },
+            keep_alive: binding.persist.keep_alive,
+            extra: STREAM_HEADERS,
+        }
+        .write(&mut out);
+        let start = chunk_begin(self.chunked, &mut out);
+        self.format.put_header(&mut out, &env);
+        self.format.put_datagram(&mut out, control, None, &env);
+        if gap {
+            self.format.put_datagram(&mut out, GAP, None, &env);
+        }
+        chunk_end(self.chunked, &mut out, start);
+        let attached = Attached {
+            binding,
+            transport: Transport::Stream(self),
+        };
+        attached.attach_with(shard, stream, out).await
+    }
+
+    /// Handles one event. A stream reads nothing from its peer: the peer sending or closing
+    /// ends it.
+    pub(super) async fn step(
+        &mut self,
+        binding: &Binding,
+        shard: &Shard,
+        stream: &TcpStream,
+        event: Event,
+    ) -> Step {
+        let Event::Tunnel(wait) = event else {
+            return Step::End(Next::Close);
+        };
+        let mut out = BytesMut::new();
+        match wait {
+            Ok(Attention::Data) => {
+                if let Some(end) = self.write_batch(binding, shard, &mut out) {
+                    if !binding.write_unless_kicked(shard, stream, out).await {
+                        return Step::End(Next::Close);
+                    }
+                    binding.arm_keepalive(shard);
+                    if end {
+                        Metrics::add(&shard.metrics.recycled, 1);
+                        return Step::End(self.finish(binding, stream).await);
+                    }
+                }
+                Step::Wait
+            }
+            Ok(Attention::Deadline) | Ok(Attention::Idle) => {
+                let start = chunk_begin(self.chunked, &mut out);
+                self.format
+                    .put_keepalive(&mut out, &binding.env(&binding.id.text()));
+                chunk_end(self.chunked, &mut out, start);
+                binding.send_keepalive(shard, stream, out).await
+            }
+            Err(kick) => {
+                count_kick(shard, kick);
+                match kick {
+                    Kick::SlowConsumer => Step::End(Next::Close),
+                    // The stream ends cleanly: its client re-attaches (elsewhere) with `last`.
+                    Kick::Replaced | Kick::Stopping => {
+                        Step::End(self.finish(binding, stream).await)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends queued datagrams (one bounded batch) to `out`. Returns `None` when nothing was
+    /// queued, else whether the stream reached its recycle size.
+    fn write_batch(
+        &mut self,
+        binding: &Binding,
+        shard: &Shard,
+        out: &mut BytesMut,
+    ) -> Option<bool> {
+        let tunnel = binding.id.text();
+        let env = binding.env(&tunnel);
+        let Stream {
+            format,
+            chunked,
+            recycle_left,
+        } = self;
+        let start = chunk_begin(*chunked, out);
+        let batch_start = out.len();
+        shard.with_tunnel(&binding.id, |t| {
+            if t.take_gap() {
+                format.put_datagram(out, GAP, None, &env);
+            }
+            t.drain_unsent(usize::MAX, |d: &Datagram| {
+                let batch_bytes = out.len() - batch_start;
+                // The stream ends right after the datagram that crosses the recycle size.
+                if batch_bytes >= STREAM_BATCH_BYTES || batch_bytes as u64 >= *recycle_left {
+                    return false;
+                }
+                format.put_datagram(out, d.json(), Some(d.id()), &env);
+                true
+            })
+        });
+        let payload = (out.len() - batch_start) as u64;
+        chunk_end(*chunked, out, start);
+        if payload == 0 {
+            return None;
+        }
+        if *recycle_left != NEVER_RECYCLED {
+            *recycle_left = recycle_left.saturating_sub(payload);
+        }
+        Some(*recycle_left == 0)
+    }
+
+    /// Ends the stream cleanly: footer, then the last chunk.
+    async fn finish(&self, binding: &Binding, stream: &TcpStream) -> Next {
+        let mut out = BytesMut::new();
+        let start = chunk_begin(self.chunked, &mut out);
+        self.format
+            .put_footer(&mut out, &binding.env(&binding.id.text()));
+        chunk_end(self.chunked, &mut out, start);
+        if self.chunked {
+            out.put_slice(b"0\r\n\r\n");
+        }
+        if send_all(stream, out).await && binding.persist.keep_alive && self.chunked {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+}
+
+/// Frames stream output as HTTP chunks (or raw bytes for close-delimited HTTP/1.0 answers).
+/// The chunk-size field is written fixed-width so the size can be filled in after the payload
+/// (leading zeros are valid chunk-size syntax).
+const CHUNK_PREFIX_BYTES: usize = 10;
+
+fn chunk_begin(chunked: bool, out: &mut BytesMut) -> usize {
+    let start = out.len();
+    if chunked {
+        out.put_slice(b"00000000\r\n");
+    }
+    start
+}
+
+fn chunk_end(chunked: bool, out: &mut BytesMut, start: usize) {
+    if !chunked {
+        return;
+    }
+    let payload = out.len() - start - CHUNK_PREFIX_BYTES;
+    if payload == 0 {
+        out.truncate(start);
+        return;
+    }
+    let size = format!("{payload:08x}");
+    if let Some(field) = out.get_mut(start..start + 8) {
+        field.copy_from_slice(size.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+}
