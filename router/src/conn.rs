@@ -308,8 +308,9 @@ async fn handoff(
         rest: buf.freeze(),
     }));
     if shard.send(to, msg).is_err() {
-        // Cannot happen (we checked for room and are the only producer); the socket closes.
-        tracing::warn!(to, "handoff ring full after check");
+        // Room was checked above and this shard is the ring's only producer.
+        debug_assert!(false, "handoff ring full after its check");
+        tracing::warn!(to, "handoff ring full after check; the socket closes");
     } else {
         Metrics::add(&shard.metrics.handoffs_out, 1);
     }

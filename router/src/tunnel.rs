@@ -45,8 +45,8 @@ impl TunnelId {
         use std::io::Write;
         let mut bytes = [0u8; ID_TEXT_BYTES_MAX];
         let mut cursor = std::io::Cursor::new(&mut bytes[..]);
-        // Cannot fail: the buffer fits the longest id.
-        let _ = write!(cursor, "{self}");
+        let written = write!(cursor, "{self}");
+        debug_assert!(written.is_ok(), "the buffer fits the longest id");
         let len = cursor.position() as usize;
         IdText { bytes, len }
     }

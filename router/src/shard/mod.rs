@@ -494,12 +494,15 @@ impl Shard {
                 let to = target.shard as usize;
                 let (delivered, answer) = futures_channel::oneshot::channel();
                 if let Some(Some(p)) = outgoing.get_mut(to) {
-                    // Cannot fail: checked for room above and we are the only producer.
-                    let _ = p.push(ShardMsg::Private {
+                    let pushed = p.push(ShardMsg::Private {
                         tunnel: target,
                         datagram,
                         delivered,
                     });
+                    debug_assert!(
+                        pushed.is_ok(),
+                        "room was checked above and this shard is the ring's only producer"
+                    );
                     self.wake_shard(to);
                 }
                 return Ok(Published::Remote(id, answer));
