@@ -43,6 +43,7 @@ fn encoding(c: &mut Criterion) {
                 DatagramId { shard: 1, seq: 99 },
                 black_box("/app/room1/chat"),
                 black_box(&[b'1'; 256][..]),
+                black_box(0),
             )
         })
     });

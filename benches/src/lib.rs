@@ -26,5 +26,6 @@ pub fn datagram(data_bytes: usize) -> Datagram {
         DatagramId { shard: 0, seq: 1 },
         "/app/room1/chat",
         data.as_bytes(),
+        0,
     )
 }

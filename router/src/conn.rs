@@ -167,6 +167,9 @@ fn boxed_route<'a>(
                 if reply::uncork(stream, &mut p.corked).await {
                     next
                 } else {
+                    if let Next::Attached(attached) = next {
+                        attached.detach(shard);
+                    }
                     return Next::Close;
                 }
             }

@@ -71,6 +71,7 @@ refusals! {
     // The server's own limits and state.
     TooManyTunnels => "too_many_tunnels",
     RingFull => "ring_full",
+    Draining => "draining",
 }
 
 impl Refusal {
@@ -82,7 +83,7 @@ impl Refusal {
             Refusal::PrivatePath | Refusal::PublishNotLoopback | Refusal::PublishFromBrowser => 403,
             Refusal::DataTooLarge => 413,
             Refusal::TooManySubscriptions | Refusal::RateLimited => 429,
-            Refusal::TooManyTunnels | Refusal::RingFull => 503,
+            Refusal::TooManyTunnels | Refusal::RingFull | Refusal::Draining => 503,
             Refusal::BadQuery
             | Refusal::BadCallback
             | Refusal::MissingFormat
@@ -137,6 +138,7 @@ impl Refusal {
             }
             Refusal::TooManyTunnels => "too many tunnels",
             Refusal::RingFull => "shard ring full",
+            Refusal::Draining => "draining: the router is about to exit",
         }
     }
 
@@ -147,6 +149,7 @@ impl Refusal {
         match self {
             Refusal::JsonTooDeep | Refusal::DataTooLarge => 1009,
             Refusal::TooManyTunnels | Refusal::RingFull => 1013,
+            Refusal::Draining => 1012,
             _ => 1008,
         }
     }
@@ -154,7 +157,7 @@ impl Refusal {
     /// Who caused it.
     pub fn blame(self) -> Blame {
         match self {
-            Refusal::TooManyTunnels | Refusal::RingFull => Blame::Server,
+            Refusal::TooManyTunnels | Refusal::RingFull | Refusal::Draining => Blame::Server,
             _ => Blame::Client,
         }
     }

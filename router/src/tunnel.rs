@@ -299,6 +299,12 @@ impl Tunnel {
         true
     }
 
+    /// How many datagrams are waiting to be sent.
+    pub fn unsent_count(&self) -> u64 {
+        self.seq_end()
+            .saturating_sub(self.cursor.max(self.replay_seq_first))
+    }
+
     /// True when datagrams are waiting to be sent.
     pub fn has_unsent(&self) -> bool {
         self.cursor < self.seq_end()
@@ -496,7 +502,7 @@ mod tests {
     };
 
     fn dg(seq: u64) -> Datagram {
-        Datagram::encode(DatagramId { shard: 0, seq }, "/p", b"0")
+        Datagram::encode(DatagramId { shard: 0, seq }, "/p", b"0", 0)
     }
 
     fn tunnel() -> Tunnel {

@@ -391,7 +391,7 @@ fn pipelined_requests_answer_in_order() {
     c.send(
         b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n\
           GET /events HTTP/1.1\r\nHost: t\r\n\r\n\
-          GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
+          GET /metrics?format=json HTTP/1.1\r\nHost: t\r\n\r\n",
     );
     let (head, body) = c.response();
     assert_eq!((head.status, body), (404, error_body("not found")));

@@ -14,6 +14,7 @@ use crate::metrics;
 use crate::net::answer::{Answer, Pipeline};
 use crate::net::reply::Persist;
 use crate::net::request::Request;
+use crate::os;
 use crate::refusal::Refusal;
 use crate::shard::mesh::Peer;
 use crate::shard::Shard;
@@ -73,10 +74,14 @@ pub async fn route(
             );
             answer.send(out).await
         }
-        (Method::Get | Method::Head, "/metrics") => {
-            let body = metrics::to_json(&shard.shared.metrics, Refusal::LABELS);
-            answer.json(200, body.as_bytes()).await
+        (Method::Get | Method::Head, "/metrics") => metrics(&mut answer, &request, &params).await,
+        (Method::Get | Method::Head, "/healthz") => answer.ok().await,
+        // Not ready once draining: the listeners are closed, and a request already on its way
+        // learns it here.
+        (Method::Get | Method::Head, "/readyz") if shard.stopping.is_stopping() => {
+            answer.refuse(Refusal::Draining).await
         }
+        (Method::Get | Method::Head, "/readyz") => answer.ok().await,
         (Method::Get, "/tunnel") => attachment::open::open(&mut answer, &request, &params).await,
         (Method::Get, "/echo") if shard.config().conformance_echo => {
             websocket::echo(&mut answer, &request).await
@@ -93,13 +98,46 @@ pub async fn route(
         (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
             websocket::refuse(&mut answer, HandshakeError::BadMethod).await
         }
-        (_, "/" | "/index.html" | "/metrics") => answer.not_allowed("GET, HEAD, OPTIONS").await,
+        (_, "/" | "/index.html" | "/metrics" | "/healthz" | "/readyz") => {
+            answer.not_allowed("GET, HEAD, OPTIONS").await
+        }
         (_, "/tunnel") => answer.not_allowed("GET, OPTIONS").await,
         (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
         (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
         (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,
         _ => answer.refuse(Refusal::NotFound).await,
     }
+}
+
+/// `GET /metrics`: the Prometheus text format (0.0.4), or the JSON sum over shards for
+/// `?format=json` or an `Accept` naming `application/json`.
+async fn metrics(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
+    let shards = &answer.shard.shared.metrics;
+    let accepts_json = request
+        .head
+        .header("accept")
+        .is_some_and(|a| memchr::memmem::find(a, b"application/json").is_some());
+    if params.get("format") == Some("json") || accepts_json {
+        let body = metrics::to_json(shards, Refusal::LABELS);
+        return answer.json(200, body.as_bytes()).await;
+    }
+    let process = metrics::Process {
+        resident_bytes: os::resident_bytes(),
+        open_fds: os::open_fds(),
+        open_fds_max: os::open_files_limit(),
+        draining: answer.shard.stopping.is_stopping(),
+    };
+    let body = metrics::to_prometheus(shards, Refusal::LABELS, process);
+    let mut out = BytesMut::with_capacity(body.len() + 256);
+    write_full(
+        &mut out,
+        200,
+        metrics::PROMETHEUS_CONTENT_TYPE,
+        body.as_bytes(),
+        answer.persist.keep_alive,
+        answer.persist.plain_headers(),
+    );
+    answer.send(out).await
 }
 
 /// CORS preflight answer headers; the last one only for HTTP/1.0 keep-alive clients.

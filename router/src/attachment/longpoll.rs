@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 
-use super::{count_kick, Binding, Event, Next, Step};
+use super::{count_kick, take_gap, written, Binding, Event, Next, Step};
 use crate::net::sock::send_all;
 use crate::shard::Shard;
 use crate::tunnel::Attention;
@@ -57,9 +57,11 @@ impl Poll {
     ) -> Next {
         let batch_max = shard.config().longpoll_batch_max;
         let mut queued: Vec<Datagram> = Vec::new();
+        let now_ns = crate::metrics::monotonic_ns();
         let gap = shard.with_tunnel(&binding.id, |t| {
-            let gap = t.take_gap();
+            let gap = take_gap(shard, t);
             t.drain_unsent(batch_max, |d| {
+                written(shard, d, now_ns);
                 queued.push(d.clone());
                 true
             });

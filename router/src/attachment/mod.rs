@@ -21,7 +21,8 @@ use crate::net::reply::Persist;
 use crate::net::sock::send_all;
 use crate::shard::Shard;
 use crate::tunnel::{Attention, IdText, Kick, TunnelId};
-use crate::wire::format::Envelope;
+use crate::wire::datagram::Datagram;
+use crate::wire::format::{Envelope, Format};
 
 /// What the connection does after a request, an attached tunnel being an [`Attached`].
 pub type Next = crate::net::answer::Next<Box<Attached>>;
@@ -126,7 +127,18 @@ impl Attached {
             return Next::Close;
         }
         binding.arm_keepalive(shard);
+        shard.metrics.attachments_open.add(self.format_label(), 1);
         Next::Attached(Box::new(self))
+    }
+
+    /// Its index in [`crate::metrics::FORMAT_LABELS`].
+    fn format_label(&self) -> usize {
+        match &self.transport {
+            Transport::Stream(s) => format_label(s.format()),
+            Transport::Poll(p) if p.jsonp => format_label(&Format::Jsonp),
+            Transport::Poll(_) => format_label(&Format::LongPoll),
+            Transport::WebSocket(_) => WS_LABEL,
+        }
     }
 
     /// Waits for the tunnel or for `peer`, the socket's readiness poll. The connection keeps
@@ -177,6 +189,7 @@ impl Attached {
     /// Ends the attachment: the tunnel waits (within its grace period) for the next one.
     pub fn detach(&self, shard: &Shard) {
         shard.detach(&self.binding.id, self.binding.token);
+        shard.metrics.attachments_open.sub(self.format_label(), 1);
     }
 }
 
@@ -228,6 +241,39 @@ impl Binding {
             }
         }
     }
+}
+
+/// The index of WebSocket in [`crate::metrics::FORMAT_LABELS`].
+const WS_LABEL: usize = 6;
+
+/// The index of `format` in [`crate::metrics::FORMAT_LABELS`].
+fn format_label(format: &Format) -> usize {
+    match format {
+        Format::Sse => 0,
+        Format::Nul => 1,
+        Format::Ndjson => 2,
+        Format::Iframe => 3,
+        Format::LongPoll => 4,
+        Format::Jsonp => 5,
+        Format::Custom(_) => 7,
+    }
+}
+
+/// Takes the tunnel's gap marker (counting it) for a batch about to be written.
+fn take_gap(shard: &Shard, tunnel: &mut crate::tunnel::Tunnel) -> bool {
+    let gap = tunnel.take_gap();
+    if gap {
+        Metrics::add(&shard.metrics.gaps, 1);
+    }
+    gap
+}
+
+/// Records a datagram's publish-to-write latency; `now_ns` is read once per batch.
+fn written(shard: &Shard, datagram: &Datagram, now_ns: u64) {
+    shard
+        .metrics
+        .publish_to_write
+        .since(datagram.published_ns(), now_ns);
 }
 
 /// Counts an attachment told to go, by reason.

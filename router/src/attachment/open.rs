@@ -1,6 +1,7 @@
 //! `GET /tunnel`: opening a tunnel or re-attaching to one (with replay from `last`), then
 //! handing it to its transport: a stream, a long-poll, or a WebSocket.
 
+use crate::metrics::Metrics;
 use crate::net::answer::Answer;
 use crate::net::reply::Persist;
 use crate::net::request::Request;
@@ -15,12 +16,16 @@ use crate::wire::websocket::handshake;
 use super::longpoll::Poll;
 use super::stream::Stream;
 use super::websocket::{self, WsState};
-use super::{Attached, Binding, Callback, Next, Transport};
+use super::{format_label, Attached, Binding, Callback, Next, Transport, WS_LABEL};
 
 /// Handles `GET /tunnel?format=F[&id=ID&last=DID][&path=P...][&cb=CB][&ttl=MS]`.
 pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
     let shard = answer.shard.clone();
     let config = shard.config();
+    // A draining shard has ended its attachments and would not end a new one.
+    if shard.stopping.is_stopping() {
+        return answer.refuse(Refusal::Draining).await;
+    }
     // `format=ws`, or any `GET /tunnel` carrying upgrade headers, is a WebSocket tunnel.
     let websocket = params.get("format") == Some("ws") || handshake::is_upgrade(&request.head);
     let upgrade = if websocket {
@@ -92,6 +97,12 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             return answer.refuse(Refusal::from(e)).await;
         }
     }
+    let label = if upgrade.is_some() {
+        WS_LABEL
+    } else {
+        format_label(&format)
+    };
+    shard.metrics.attachments.add(label, 1);
     let id_text = id.text();
     // A new tunnel starts after everything published before it opened: `last` means nothing.
     // `last` equal to the tunnel's own id: the client has processed no datagram yet, so
@@ -105,6 +116,15 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             .with_tunnel(&id, |t| t.seek(last.map(str::as_bytes)))
             .unwrap_or(false)
     };
+    if !new {
+        let metrics = &shard.metrics;
+        Metrics::add(&metrics.tunnels_reattached, 1);
+        let replayed = shard.with_tunnel(&id, |t| t.unsent_count());
+        Metrics::add(&metrics.replayed, replayed.unwrap_or(0));
+        if gap {
+            Metrics::add(&metrics.gaps, 1);
+        }
+    }
     let cb = Callback::new(match (&format, answer.cb.take()) {
         (Format::Iframe, None) => Some(IFRAME_CALLBACK_DEFAULT.to_owned()),
         (_, cb) => cb,
@@ -160,6 +180,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             // Park: the connection loop waits for datagrams, the ttl or the peer.
             shard.attach(&id, token);
             shard.set_deadline(&id, token, shard.now_ms() + ttl_ms);
+            shard.metrics.attachments_open.add(label, 1);
             Next::Attached(Box::new(Attached {
                 binding,
                 transport: Transport::Poll(poll),

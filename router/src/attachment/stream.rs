@@ -7,8 +7,8 @@ use crate::limits::STREAM_BATCH_BYTES;
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 
-use super::{count_kick, Attached, Binding, Event, Next, Step, Transport};
-use crate::metrics::Metrics;
+use super::{count_kick, take_gap, written, Attached, Binding, Event, Next, Step, Transport};
+use crate::metrics::{monotonic_ns, Metrics};
 use crate::net::sock::send_all;
 use crate::shard::Shard;
 use crate::tunnel::{Attention, Kick};
@@ -49,6 +49,10 @@ impl Stream {
                 bytes => bytes,
             },
         }
+    }
+
+    pub(super) fn format(&self) -> &Format {
+        &self.format
     }
 
     /// Writes the stream's response head, format header, tunnel datagram (and gap), attaches,
@@ -154,8 +158,9 @@ impl Stream {
         } = self;
         let start = chunk_begin(*chunked, out);
         let batch_start = out.len();
+        let now_ns = monotonic_ns();
         shard.with_tunnel(&binding.id, |t| {
-            if t.take_gap() {
+            if take_gap(shard, t) {
                 format.put_datagram(out, GAP, None, &env);
             }
             t.drain_unsent(usize::MAX, |d: &Datagram| {
@@ -165,6 +170,7 @@ impl Stream {
                     return false;
                 }
                 format.put_datagram(out, d.json(), Some(d.id()), &env);
+                written(shard, d, now_ns);
                 true
             })
         });

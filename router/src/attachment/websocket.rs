@@ -6,7 +6,9 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use std::time::Duration;
 
-use super::{count_kick, Attached, Binding, Boxed, Event, Next, Step, Transport};
+use super::{
+    count_kick, take_gap, written, Attached, Binding, Boxed, Event, Next, Step, Transport,
+};
 use crate::admission;
 use crate::metrics::Metrics;
 use crate::net::answer::Answer;
@@ -270,8 +272,9 @@ impl WsState {
         match wait {
             Ok(Attention::Data) => {
                 let mut out = BytesMut::new();
+                let now_ns = crate::metrics::monotonic_ns();
                 shard.with_tunnel(&binding.id, |t| {
-                    if t.take_gap() {
+                    if take_gap(shard, t) {
                         put_message(&mut out, OpCode::Text, GAP, deflate);
                     }
                     t.drain_unsent(usize::MAX, |d| {
@@ -279,6 +282,7 @@ impl WsState {
                             return false;
                         }
                         put_datagram(&mut out, d, deflate);
+                        written(shard, d, now_ns);
                         true
                     })
                 });

@@ -123,7 +123,7 @@ mod tests {
         );
         assert!(ends.iter().all(|e| e.incoming.len() == 2));
         assert!(ends[1].outgoing[1].is_none());
-        let dg = Datagram::encode(DatagramId { shard: 0, seq: 1 }, "/a", b"1");
+        let dg = Datagram::encode(DatagramId { shard: 0, seq: 1 }, "/a", b"1", 0);
         let p = ends[0].outgoing[2].as_mut().unwrap();
         assert!(p.push(ShardMsg::Publish(dg.clone())).is_ok());
         assert!(p.push(ShardMsg::Publish(dg.clone())).is_ok());

@@ -440,18 +440,22 @@ impl Shard {
     /// Publishes `data_json` on `path`: delivers to local subscribers and queues one message per
     /// other shard. All or nothing: if any ring is full nothing is delivered.
     pub fn publish(&self, path: &str, data_json: &[u8]) -> Result<Published, PublishError> {
-        self.publish_with(path, |id| Datagram::encode(id, path, data_json))
+        self.publish_with(path, |id, now_ns| {
+            Datagram::encode(id, path, data_json, now_ns)
+        })
     }
 
     /// Publishes raw bytes on `path` (see [`Datagram::encode_binary`]).
     pub fn publish_binary(&self, path: &str, raw: &[u8]) -> Result<Published, PublishError> {
-        self.publish_with(path, |id| Datagram::encode_binary(id, path, raw))
+        self.publish_with(path, |id, now_ns| {
+            Datagram::encode_binary(id, path, raw, now_ns)
+        })
     }
 
     fn publish_with(
         &self,
         path: &str,
-        encode: impl FnOnce(DatagramId) -> Datagram,
+        encode: impl FnOnce(DatagramId, u64) -> Datagram,
     ) -> Result<Published, PublishError> {
         if path == "/tunnel" {
             // The parent of every private path names no tunnel.
@@ -484,7 +488,8 @@ impl Shard {
             shard: self.id,
             seq,
         };
-        let datagram = encode(id);
+        // Stamped with the publish time, which the shard that writes it measures latency from.
+        let datagram = encode(id, crate::metrics::monotonic_ns());
         Metrics::add(&self.metrics.publishes, 1);
         match private {
             Some(target) if target.shard == self.id => {

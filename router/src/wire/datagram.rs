@@ -22,10 +22,18 @@ const PATH_PREFIX: &[u8] = br#"","path":""#;
 const DATA_PREFIX: &[u8] = br#"","data":"#;
 const BINARY_PREFIX: &[u8] = br#"","binary":""#;
 
+/// Bytes of the publish time that ends every datagram's buffer (nanoseconds, little-endian).
+pub const PUBLISHED_NS_BYTES: usize = 8;
+
 /// One published datagram, `{"id":"<id>","path":"<path>","data":<json>}`, or for binary data
 /// `{"id":..,"path":..,"binary":"<base64>"}` followed (in the same buffer) by the raw bytes that
 /// WebSocket subscribers receive as a binary frame. Cloning shares the bytes, so a publish to
 /// many tunnels holds one copy of the payload.
+///
+/// The buffer ends with the publish time (8 bytes, [`PUBLISHED_NS_BYTES`]), which the
+/// publish-to-write latency histogram reads when a tunnel writes the datagram. The struct itself
+/// has no room for it (two bytes of padding), and growing it would grow every replay-buffer
+/// entry; in the shared buffer it costs 8 bytes per publish, whatever the fan-out.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Datagram {
     bytes: Bytes,
@@ -44,26 +52,28 @@ impl fmt::Debug for Datagram {
 
 impl Datagram {
     /// Encodes a datagram. `path` must be a validated path (no byte of it needs JSON escaping) and
-    /// `data_json` one compact, valid JSON value.
-    pub fn encode(id: DatagramId, path: &str, data_json: &[u8]) -> Datagram {
-        Datagram::build(id, path, DATA_PREFIX, data_json, b"}", b"")
+    /// `data_json` one compact, valid JSON value; `published_ns` is the publish time on the
+    /// process's monotonic clock (`metrics::monotonic_ns`).
+    pub fn encode(id: DatagramId, path: &str, data_json: &[u8], published_ns: u64) -> Datagram {
+        Datagram::build(id, path, [DATA_PREFIX, data_json, b"}"], b"", published_ns)
     }
 
     /// Encodes a binary datagram: base64 in the JSON for text transports, the raw bytes for
     /// WebSocket subscribers.
-    pub fn encode_binary(id: DatagramId, path: &str, raw: &[u8]) -> Datagram {
+    pub fn encode_binary(id: DatagramId, path: &str, raw: &[u8], published_ns: u64) -> Datagram {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
-        Datagram::build(id, path, BINARY_PREFIX, b64.as_bytes(), b"\"}", raw)
+        let value = [BINARY_PREFIX, b64.as_bytes(), b"\"}"];
+        Datagram::build(id, path, value, raw, published_ns)
     }
 
+    /// `value` is the value's prefix, the value and the object's end.
     fn build(
         id: DatagramId,
         path: &str,
-        value_prefix: &[u8],
-        value: &[u8],
-        suffix: &[u8],
+        [value_prefix, value, suffix]: [&[u8]; 3],
         raw: &[u8],
+        published_ns: u64,
     ) -> Datagram {
         let id_string = id.to_string();
         let id_text = id_string.as_bytes();
@@ -74,7 +84,7 @@ impl Datagram {
             + value_prefix.len()
             + value.len()
             + suffix.len();
-        let mut bytes = BytesMut::with_capacity(json_len + raw.len());
+        let mut bytes = BytesMut::with_capacity(json_len + raw.len() + PUBLISHED_NS_BYTES);
         bytes.put_slice(ID_PREFIX);
         bytes.put_slice(id_text);
         bytes.put_slice(PATH_PREFIX);
@@ -83,6 +93,7 @@ impl Datagram {
         bytes.put_slice(value);
         bytes.put_slice(suffix);
         bytes.put_slice(raw);
+        bytes.put_u64_le(published_ns);
         debug_assert!(
             path.len() <= u8::MAX as usize,
             "paths are at most 255 bytes"
@@ -102,11 +113,13 @@ impl Datagram {
 
     /// The raw bytes of a binary datagram.
     pub fn binary(&self) -> Option<&[u8]> {
-        self.bytes.get(self.json_len as usize..).filter(|_| {
-            self.json()
-                .get(self.value_start()..)
-                .is_some_and(|v| v.starts_with(BINARY_PREFIX))
-        })
+        self.bytes
+            .get(self.json_len as usize..self.len())
+            .filter(|_| {
+                self.json()
+                    .get(self.value_start()..)
+                    .is_some_and(|v| v.starts_with(BINARY_PREFIX))
+            })
     }
 
     fn value_start(&self) -> usize {
@@ -140,9 +153,21 @@ impl Datagram {
         }
     }
 
-    /// Encoded size in bytes, what replay and send-queue limits count.
+    /// When it was published, on the process's monotonic clock (nanoseconds).
+    pub fn published_ns(&self) -> u64 {
+        let mut ns = [0u8; PUBLISHED_NS_BYTES];
+        if let Some(tail) = self.bytes.get(self.len()..) {
+            if tail.len() == PUBLISHED_NS_BYTES {
+                ns.copy_from_slice(tail);
+            }
+        }
+        u64::from_le_bytes(ns)
+    }
+
+    /// Encoded size in bytes (the publish time not included), what replay and send-queue
+    /// limits count.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len().saturating_sub(PUBLISHED_NS_BYTES)
     }
 
     /// Never true: a datagram always has an id and a path.
@@ -171,13 +196,14 @@ mod tests {
     fn a_copy_is_equal_but_shares_no_memory() {
         let id = DatagramId { shard: 0, seq: 7 };
         for d in [
-            Datagram::encode(id, "/a/b", b"[1,2]"),
-            Datagram::encode_binary(id, "/a/b", &[0, 255, 3]),
+            Datagram::encode(id, "/a/b", b"[1,2]", 5),
+            Datagram::encode_binary(id, "/a/b", &[0, 255, 3], 6),
         ] {
             let copy = d.copied();
             assert_eq!(copy, d);
             assert_eq!((copy.id(), copy.path()), (d.id(), d.path()));
             assert_eq!(copy.binary(), d.binary());
+            assert_eq!(copy.published_ns(), d.published_ns());
             assert_ne!(copy.bytes.as_ptr(), d.bytes.as_ptr());
         }
     }
@@ -188,6 +214,7 @@ mod tests {
             DatagramId { shard: 1, seq: 42 },
             "/chat/room1",
             br#"{"a":1}"#,
+            u64::MAX - 1,
         );
         assert_eq!(
             d.json(),
@@ -196,12 +223,24 @@ mod tests {
         assert_eq!(d.id(), b"1-42");
         assert_eq!(d.path(), "/chat/room1");
         assert_eq!(d.len(), d.json().len());
+        assert_eq!(d.binary(), None);
+        assert_eq!(d.published_ns(), u64::MAX - 1);
         let clone = d.clone();
         assert_eq!(
             clone.json().as_ptr(),
             d.json().as_ptr(),
             "clones share bytes"
         );
+    }
+
+    #[test]
+    fn binary_datagrams_keep_their_bytes_apart_from_the_publish_time() {
+        let raw = [0u8, 1, 2, 255];
+        let d = Datagram::encode_binary(DatagramId { shard: 2, seq: 3 }, "/b", &raw, 77);
+        assert_eq!(d.binary(), Some(&raw[..]));
+        assert_eq!(d.json(), br#"{"id":"2-3","path":"/b","binary":"AAEC/w=="}"#);
+        assert_eq!(d.len(), d.json().len() + raw.len());
+        assert_eq!(d.published_ns(), 77);
     }
 
     #[test]

@@ -295,10 +295,10 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// The router's summed counters.
+/// The router's summed counters (the JSON form of `/metrics`).
 pub fn metrics(addr: SocketAddr) -> serde_json::Value {
     let mut c = Client::new(addr);
-    c.get("/metrics");
+    c.get("/metrics?format=json");
     let (head, body) = c.response();
     assert_eq!(head.status, 200);
     serde_json::from_str(&body).unwrap()
