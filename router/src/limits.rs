@@ -69,6 +69,12 @@ pub const PORT_RETRY_MS: u64 = 20;
 pub const STOP_WAIT_MS: u64 = 2000;
 /// How often it looks whether they have.
 pub const STOP_POLL_MS: u64 = 5;
+/// The least `retry:` a draining SSE stream tells its client to wait before it reconnects: a
+/// restarted router is listening again within about a second.
+pub const DRAIN_RETRY_MS_MIN: u64 = 1000;
+/// The spread of that hint: each stream adds a random part below it, so that the clients of a
+/// drained router come back over these seconds rather than all in the same one.
+pub const DRAIN_RETRY_SPREAD_MS: u64 = 4000;
 
 // ----- Shard tasks -----------------------------------------------------------------------------
 
@@ -100,4 +106,5 @@ const _: () = {
     assert!(PINGS_UNANSWERED_MAX >= 1);
     // A WebSocket close waits for its client within the stop's wait.
     assert!(STOP_POLL_MS < STOP_WAIT_MS && CLOSE_WAIT_MS < STOP_WAIT_MS);
+    assert!(DRAIN_RETRY_SPREAD_MS > 0);
 };

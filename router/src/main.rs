@@ -55,7 +55,8 @@ fn main() {
     match router::server::start(config) {
         Ok(server) => {
             tracing::info!(addr = %server.addr, shards = server.shared.metrics.len(), "listening");
-            server.join();
+            // Until SIGTERM or SIGINT, then a drain (docs/operations.md).
+            std::process::exit(router::server::service::run(server));
         }
         Err(e) => {
             eprintln!("router: cannot start: {e}");

@@ -3,13 +3,14 @@
 //! keepalive when nothing was written for a keepalive interval, and recycled after
 //! `stream_recycle_bytes` so that proxies that buffer do not hold a stream forever.
 
-use crate::limits::STREAM_BATCH_BYTES;
+use crate::limits::{DRAIN_RETRY_MS_MIN, DRAIN_RETRY_SPREAD_MS, STREAM_BATCH_BYTES};
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 
 use super::{count_kick, take_gap, written, Attached, Binding, Event, Next, Step, Transport};
 use crate::metrics::{monotonic_ns, Metrics};
 use crate::net::sock::send_all;
+use crate::shard::stop::Ending;
 use crate::shard::Shard;
 use crate::tunnel::{Attention, Kick};
 use crate::wire::datagram::{Datagram, GAP};
@@ -116,7 +117,7 @@ impl Stream {
                     binding.arm_keepalive(shard);
                     if end {
                         Metrics::add(&shard.metrics.recycled, 1);
-                        return Step::End(self.finish(binding, stream).await);
+                        return Step::End(self.finish(binding, shard, stream).await);
                     }
                 }
                 Step::Wait
@@ -134,7 +135,7 @@ impl Stream {
                     Kick::SlowConsumer => Step::End(Next::Close),
                     // The stream ends cleanly: its client re-attaches (elsewhere) with `last`.
                     Kick::Replaced | Kick::Stopping => {
-                        Step::End(self.finish(binding, stream).await)
+                        Step::End(self.finish(binding, shard, stream).await)
                     }
                 }
             }
@@ -185,10 +186,16 @@ impl Stream {
         Some(*recycle_left == 0)
     }
 
-    /// Ends the stream cleanly: footer, then the last chunk.
-    async fn finish(&self, binding: &Binding, stream: &TcpStream) -> Next {
+    /// Ends the stream cleanly: footer, then the last chunk. A draining router first tells an
+    /// SSE client when to reconnect (`retry:`, in milliseconds, spread at random so that its
+    /// clients do not all come back in the same second).
+    async fn finish(&self, binding: &Binding, shard: &Shard, stream: &TcpStream) -> Next {
         let mut out = BytesMut::new();
         let start = chunk_begin(self.chunked, &mut out);
+        if matches!(self.format, Format::Sse) && shard.stopping.ending() == Some(Ending::Drain) {
+            let retry_ms = DRAIN_RETRY_MS_MIN + shard.random_u64() % DRAIN_RETRY_SPREAD_MS;
+            out.put_slice(format!("retry: {retry_ms}\n\n").as_bytes());
+        }
         self.format
             .put_footer(&mut out, &binding.env(&binding.id.text()));
         chunk_end(self.chunked, &mut out, start);

@@ -17,6 +17,7 @@ use crate::net::request::Request;
 use crate::net::sock::{self, send_all};
 use crate::pubsub::{path, Pattern};
 use crate::refusal::Refusal;
+use crate::shard::stop::Ending;
 use crate::shard::{PublishError, Published, Shard};
 use crate::tunnel::{Attention, Kick};
 use crate::wire::datagram::{Datagram, GAP};
@@ -29,9 +30,10 @@ use crate::wire::websocket::frame::{put_frame, put_header};
 use crate::wire::websocket::handshake::{self, Accepted, HandshakeError};
 use crate::wire::websocket::{Limits, OpCode, WsError};
 
-/// Close codes we send (RFC 6455 §7.4.1).
+/// Close codes we send (RFC 6455 §7.4.1; 1012 from the IANA registry).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_SERVICE_RESTART: u16 = 1012;
 
 /// Answers a refused upgrade with its status (400, 426) and a JSON error, then closes.
 pub async fn refuse(answer: &mut Answer<'_>, e: HandshakeError) -> Next {
@@ -307,7 +309,11 @@ impl WsState {
                     Kick::SlowConsumer => Step::End(Next::Close),
                     Kick::Replaced => Step::End(boxed_fail(stream, CLOSE_NORMAL, "replaced").await),
                     Kick::Stopping => {
-                        Step::End(boxed_fail(stream, CLOSE_GOING_AWAY, "server stopping").await)
+                        let (code, reason) = match shard.stopping.ending() {
+                            Some(Ending::Drain) => (CLOSE_SERVICE_RESTART, "service restart"),
+                            _ => (CLOSE_GOING_AWAY, "server stopping"),
+                        };
+                        Step::End(boxed_fail(stream, code, reason).await)
                     }
                 }
             }

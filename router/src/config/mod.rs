@@ -46,6 +46,9 @@ pub struct Config {
     pub header_read_timeout_ms: u64,
     /// A keep-alive connection with no request in flight is closed after this.
     pub idle_timeout_ms: u64,
+    /// How long a draining router (SIGTERM, SIGINT) waits for its connections to end before it
+    /// exits anyway.
+    pub drain_ms: u64,
     pub header_bytes_max: usize,
     pub header_count_max: usize,
     pub body_bytes_max: usize,
@@ -124,6 +127,7 @@ impl Default for Config {
             tunnel_grace_ms: 30_000,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            drain_ms: 10_000,
             header_bytes_max: 8192,
             header_count_max: 64,
             body_bytes_max: 64 * KIB,
@@ -509,6 +513,7 @@ keepalive_ms = 20000
 tunnel_grace_ms = 40000
 header_read_timeout_ms = 5000
 idle_timeout_ms = 70000
+drain_ms = 5000
 header_bytes_max = 4096
 header_count_max = 32
 body_bytes_max = 131072
@@ -588,6 +593,7 @@ html_escape = true
         assert_eq!(config.listen_addr(), "[::1]:9000".parse().unwrap());
         assert_eq!(config.shards, 3);
         assert_eq!(config.uring_entries, 2048);
+        assert_eq!(config.drain_ms, 5000);
         assert_eq!(config.io_driver, IoDriver::Epoll);
         assert_eq!(config.websocket_frame_bytes_max, 65536);
         assert_eq!(config.websocket_message_bytes_max, 131072);
@@ -650,6 +656,7 @@ html_escape = true
             ("tunnel_grace_ms = 86400001", "tunnel_grace_ms"),
             ("header_read_timeout_ms = 0", "header_read_timeout_ms"),
             ("idle_timeout_ms = 0", "idle_timeout_ms"),
+            ("drain_ms = 3600001", "drain_ms"),
             ("header_bytes_max = 255", "header_bytes_max"),
             ("header_bytes_max = 65537", "header_bytes_max"),
             ("header_count_max = 7", "header_count_max"),

@@ -41,6 +41,7 @@ impl Config {
             "",
         )?;
         check_range("idle_timeout_ms", self.idle_timeout_ms, 10, 86_400_000, "")?;
+        check_range("drain_ms", self.drain_ms, 0, 3_600_000, "")?;
         check_range("header_bytes_max", self.header_bytes_max, 256, 64 * KIB, "")?;
         check_range("header_count_max", self.header_count_max, 8, 128, "")?;
         check_range("body_bytes_max", self.body_bytes_max, KIB, 16 * MIB, "")?;

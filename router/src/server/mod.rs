@@ -1,5 +1,8 @@
 //! Bootstrap: one thread per shard, each with its own monoio runtime (io_uring, or epoll where
 //! io_uring is unavailable) and its own SO_REUSEPORT listener; the mesh is wired before serving.
+//! [`service`] runs a started server under a service manager: readiness, signals, drain.
+
+pub mod service;
 
 use crate::limits::{
     ACCEPT_RETRY_MS, CULL_PERIOD_MS_MAX, CULL_PERIOD_MS_MIN, LISTEN_BACKLOG, MESH_BATCH_MAX,
@@ -21,7 +24,7 @@ use crate::config::{Config, IoDriver};
 use crate::conn;
 use crate::metrics::Metrics;
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
-use crate::shard::stop::Stop;
+use crate::shard::stop::{Ending, Stop};
 use crate::shard::{Shard, Shared};
 use crate::wire::format::{CustomFormat, Formats};
 use crate::wire::template::Template;
@@ -48,7 +51,16 @@ impl Server {
     /// close 1001, an idle connection its close), waits up to `STOP_WAIT_MS` for them, and
     /// drops its tunnels.
     pub fn stop(self) {
-        self.stop.stop();
+        self.stop.stop(Ending::Stop, STOP_WAIT_MS);
+        self.join();
+    }
+
+    /// Drains before the process exits: as [`Server::stop`], but a WebSocket closes 1012
+    /// (service restart) and an SSE stream gets a `retry:` hint with jitter before its
+    /// terminating chunk; `/readyz` answers 503 on the connections still open. Returns once
+    /// every connection is gone, or after `wait_ms`.
+    pub fn drain(self, wait_ms: u64) {
+        self.stop.stop(Ending::Drain, wait_ms);
         self.join();
     }
 }
@@ -227,8 +239,8 @@ fn run_shard(
             () = stop.stopped(usize::from(id)) => {},
         }
         // The listener is closed (the accept loop is dropped): end the connections.
-        shard.begin_stop();
-        let deadline = monoio::time::Instant::now() + Duration::from_millis(STOP_WAIT_MS);
+        shard.begin_stop(stop.ending());
+        let deadline = monoio::time::Instant::now() + Duration::from_millis(stop.wait_ms());
         while shard.metrics.connections_open.load(Ordering::Relaxed) > 0
             && monoio::time::Instant::now() < deadline
         {

@@ -180,8 +180,8 @@ impl Shard {
     /// Starts stopping: every attached connection is kicked (it ends its stream, answers its
     /// poll or closes its WebSocket), and every connection waiting for a request is woken to
     /// close. The connections then end by themselves.
-    pub fn begin_stop(&self) {
-        self.stopping.begin();
+    pub fn begin_stop(&self, ending: stop::Ending) {
+        self.stopping.begin(ending);
         let mut state = self.state.borrow_mut();
         for tunnel in state.tunnels.iter_mut().flatten() {
             tunnel.kick_for_stop();
@@ -212,7 +212,7 @@ impl Shard {
     }
 
     /// 64 random bits from the OS, drawn in blocks to spare syscalls.
-    fn random_u64(&self) -> u64 {
+    pub fn random_u64(&self) -> u64 {
         let mut entropy = self.entropy.borrow_mut();
         let (pool, used) = &mut *entropy;
         if *used + 8 > pool.len() {

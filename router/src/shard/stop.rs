@@ -1,19 +1,33 @@
 //! Stopping a shard. [`Stop`] is the signal every shard hears, set once by whoever stops the
-//! server; [`Stopping`] is one shard's side of it: the connections waiting for a request wait
-//! for it too, so that a stopping shard can end every connection it serves.
+//! server, and says how ([`Ending`]) and how long the shards wait for their connections;
+//! [`Stopping`] is one shard's side of it: the connections waiting for a request wait for it
+//! too, so that a stopping shard can end every connection it serves.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use atomic_waker::AtomicWaker;
+
+/// How the attachments of a stopping server end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The server stops (a WebSocket closes 1001, going away).
+    Stop,
+    /// The process drains before it exits, to be restarted: a WebSocket closes 1012 (service
+    /// restart), an SSE stream tells its client when to come back (`retry:`, with jitter).
+    Drain,
+}
 
 /// Shared by the server and its shards; one waker per shard.
 #[derive(Debug)]
 pub struct Stop {
     stopped: AtomicBool,
+    draining: AtomicBool,
+    /// How long a stopping shard waits for its connections to end.
+    wait_ms: AtomicU64,
     wakers: Box<[AtomicWaker]>,
 }
 
@@ -21,16 +35,39 @@ impl Stop {
     pub fn new(shard_count: usize) -> Stop {
         Stop {
             stopped: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            wait_ms: AtomicU64::new(0),
             wakers: (0..shard_count).map(|_| AtomicWaker::new()).collect(),
         }
     }
 
-    /// Tells every shard to stop. Idempotent.
-    pub fn stop(&self) {
+    /// Tells every shard to stop, waiting up to `wait_ms` for its connections. The first call
+    /// decides. Idempotent.
+    pub fn stop(&self, ending: Ending, wait_ms: u64) {
+        if self.stopped.load(Ordering::Acquire) {
+            return;
+        }
+        self.draining
+            .store(ending == Ending::Drain, Ordering::Relaxed);
+        self.wait_ms.store(wait_ms, Ordering::Relaxed);
         self.stopped.store(true, Ordering::Release);
         for waker in self.wakers.iter() {
             waker.wake();
         }
+    }
+
+    /// How the shards end their attachments, once stopped.
+    pub fn ending(&self) -> Ending {
+        if self.draining.load(Ordering::Relaxed) {
+            Ending::Drain
+        } else {
+            Ending::Stop
+        }
+    }
+
+    /// How long a stopping shard waits for its connections.
+    pub fn wait_ms(&self) -> u64 {
+        self.wait_ms.load(Ordering::Relaxed)
     }
 
     /// Resolves once the server is told to stop; awaited by shard `shard_id`'s main task.
@@ -51,10 +88,11 @@ impl Stop {
     }
 }
 
-/// One shard's stopping state: a flag, and the wakers of the connections that wait for it.
+/// One shard's stopping state: whether (and how) it stops, and the wakers of the connections
+/// that wait for it.
 #[derive(Debug, Default)]
 pub struct Stopping {
-    stopping: Cell<bool>,
+    ending: Cell<Option<Ending>>,
     waiting: RefCell<Waiting>,
 }
 
@@ -67,12 +105,17 @@ struct Waiting {
 
 impl Stopping {
     pub fn is_stopping(&self) -> bool {
-        self.stopping.get()
+        self.ending.get().is_some()
+    }
+
+    /// How the shard ends its attachments; `None` while it serves.
+    pub fn ending(&self) -> Option<Ending> {
+        self.ending.get()
     }
 
     /// Marks the shard as stopping and wakes every waiter.
-    pub fn begin(&self) {
-        self.stopping.set(true);
+    pub fn begin(&self, ending: Ending) {
+        self.ending.set(Some(ending));
         let wakers = std::mem::take(&mut self.waiting.borrow_mut().wakers);
         for waker in wakers.into_iter().flatten() {
             waker.wake();
@@ -157,6 +200,7 @@ mod tests {
     #[test]
     fn waiters_wake_once_stopping_and_give_their_slot_back() {
         let stopping = Stopping::default();
+        assert_eq!(stopping.ending(), None);
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
@@ -171,7 +215,8 @@ mod tests {
         let mut third = Box::pin(stopping.wait());
         assert_eq!(third.as_mut().poll(&mut cx), Poll::Pending);
         assert_eq!(stopping.waiting.borrow().wakers.len(), 2);
-        stopping.begin();
+        stopping.begin(Ending::Drain);
+        assert_eq!(stopping.ending(), Some(Ending::Drain));
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
         assert_eq!(first.as_mut().poll(&mut cx), Poll::Ready(()));
         assert_eq!(third.as_mut().poll(&mut cx), Poll::Ready(()));
