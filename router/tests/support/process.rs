@@ -15,10 +15,16 @@ pub struct RouterProcess {
 
 impl RouterProcess {
     pub fn start(flags: &[&str]) -> RouterProcess {
+        RouterProcess::start_with_env(flags, &[])
+    }
+
+    /// [`RouterProcess::start`] with extra environment variables.
+    pub fn start_with_env(flags: &[&str], env: &[(&str, &str)]) -> RouterProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_router"))
             .args(["--listen", "127.0.0.1:0", "--shards", "2", "--log", "info"])
             .args(flags)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -1,0 +1,186 @@
+//! What ships in deploy/: the example configuration names every key at its default (so it
+//! cannot drift from the code), the systemd unit has the settings docs/operations.md relies on
+//! and passes `systemd-analyze verify` where systemd is installed, and the router tells the
+//! service manager it is ready (then stopping) through `NOTIFY_SOCKET`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "a test fails by panicking"
+)]
+
+mod support;
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use router::config::Config;
+use support::process::RouterProcess;
+
+fn deploy(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("deploy")
+        .join(file)
+}
+
+fn text(file: &str) -> String {
+    std::fs::read_to_string(deploy(file)).unwrap()
+}
+
+/// Every key of the configuration, as the defaults serialize.
+fn config_keys() -> Vec<String> {
+    let defaults: toml::Table = toml::from_str(&toml::to_string(&Config::default()).unwrap())
+        .expect("the defaults serialize to TOML");
+    defaults.keys().cloned().collect()
+}
+
+#[test]
+fn the_example_config_names_every_key_at_its_default() {
+    let file: toml::Table = toml::from_str(&text("router.toml")).unwrap();
+    let named: Vec<String> = file.keys().cloned().collect();
+    assert_eq!(
+        named,
+        config_keys(),
+        "deploy/router.toml must name every key of the configuration"
+    );
+    let path = deploy("router.toml").display().to_string();
+    let loaded = Config::from_args(["--config".to_owned(), path]).unwrap();
+    let defaults = Config::from_args(Vec::new()).unwrap();
+    assert_eq!(
+        toml::to_string(&loaded).unwrap(),
+        toml::to_string(&defaults).unwrap(),
+        "deploy/router.toml must set every key to its default"
+    );
+}
+
+#[test]
+fn every_key_of_the_example_config_has_a_comment() {
+    let text = text("router.toml");
+    let mut previous = "";
+    let mut keys = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        let is_setting = !line.starts_with('#') && line.contains(" = ");
+        let is_table = line.starts_with('[');
+        if is_setting || is_table {
+            let in_table = is_setting && !previous.starts_with('#') && previous.starts_with('[');
+            assert!(
+                previous.starts_with('#') || in_table,
+                "`{line}` has no comment above it"
+            );
+            keys += 1;
+        }
+        if !line.is_empty() {
+            previous = line;
+        }
+    }
+    assert!(keys >= config_keys().len(), "{keys} keys seen");
+}
+
+/// `Key=value` settings of the unit.
+fn unit_settings(unit: &str) -> Vec<(String, String)> {
+    unit.lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_systemd_unit_notifies_drains_within_its_timeout_and_is_hardened() {
+    let unit = text("router.service");
+    let settings = unit_settings(&unit);
+    let get = |key: &str| -> Vec<&str> {
+        settings
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    for (key, value) in [
+        ("Type", "notify"),
+        ("LimitNOFILE", "1048576"),
+        ("KillSignal", "SIGTERM"),
+        ("DynamicUser", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("ProtectHome", "yes"),
+    ] {
+        assert_eq!(get(key), [value], "{key}");
+    }
+    assert_eq!(get("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    assert!(get("ExecStart")[0].contains("--config /etc/router/router.toml"));
+    // systemd's stop timeout must leave the drain its whole time.
+    let timeout_s: u64 = get("TimeoutStopSec")[0].parse().unwrap();
+    let drain_ms = Config::default().drain_ms;
+    assert!(
+        timeout_s * 1000 > drain_ms + 2000,
+        "TimeoutStopSec={timeout_s} must exceed drain_ms ({drain_ms}) with room"
+    );
+
+    let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!(
+            "systemd-analyze is not installed here: deploy/router.service was checked \
+             textually only"
+        );
+        return;
+    };
+    assert!(version.status.success());
+    // The unit as shipped, its ExecStart pointed at the binary under test (verify checks that
+    // the command exists).
+    let dir = std::env::temp_dir().join(format!("router-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("router.service");
+    let shipped = unit.replace("/usr/local/bin/router", env!("CARGO_BIN_EXE_router"));
+    std::fs::write(&copy, shipped).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // It exits 0 on settings it ignores, and says so on stderr: both must be quiet.
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
+
+#[test]
+fn the_router_notifies_readiness_then_stopping_on_notify_socket() {
+    let dir = std::env::temp_dir().join(format!("router-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut router =
+        RouterProcess::start_with_env(&[], &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).expect("a readiness notification");
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert_eq!(
+        ready,
+        format!("READY=1\nSTATUS=listening on {}\n", router.addr)
+    );
+    // Ready means accepting.
+    let mut c = support::Client::new(router.addr);
+    c.get("/readyz");
+    assert_eq!(c.response().0.status, 200);
+    drop(c);
+    // SAFETY: kill(2) with the pid of our own child; no memory is involved.
+    assert_eq!(
+        unsafe { libc::kill(router.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let n = socket.recv(&mut buf).expect("a stopping notification");
+    assert_eq!(&buf[..n], b"STOPPING=1\nSTATUS=draining\n");
+    let status = router.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
