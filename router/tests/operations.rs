@@ -264,3 +264,29 @@ fn health_and_readiness_answer_while_serving() {
         assert_eq!(head.header("allow"), Some("GET, HEAD, OPTIONS"));
     }
 }
+
+#[test]
+fn every_metric_the_alert_rules_name_is_exported() {
+    let addr = start(&[]);
+    let mut c = Client::new(addr);
+    c.get("/metrics");
+    let (_, body) = c.response();
+    let exported: std::collections::BTreeSet<&str> = body
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let rules = std::fs::read_to_string(workspace.join("deploy/router-alerts.yml")).unwrap();
+    let mut named = 0;
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if (word.starts_with("router_") || word.starts_with("process_")) && word.len() > 8 {
+            assert!(
+                exported.contains(word),
+                "deploy/router-alerts.yml names `{word}`, which /metrics does not export"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 10, "{named} metric names in the rules");
+}
