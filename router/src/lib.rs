@@ -6,7 +6,8 @@
 //! Modules follow the data flow of a request, top to bottom; each imports only the ones below
 //! it (docs/architecture.md, "Layers"; `tests/layers.rs` checks it):
 //! - [`server`]: bootstrap and stop, the only place that starts threads and runtimes (a thread,
-//!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, cull and timer tasks).
+//!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, cull and timer tasks);
+//!   [`server::service`]: signals, the drain, and readiness told to systemd.
 //! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
 //!   linger on close, and the attachment's wait.
 //! - [`api`]: the route table, preflights, metrics and the demo page; [`api::publish`]:
