@@ -347,6 +347,7 @@ mod idle_budget {
                 config: crate::config::Config::default(),
                 formats: Default::default(),
                 metrics: vec![Default::default()],
+                auth: crate::auth::Auth::open(),
             });
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);
             let shard = crate::shard::Shard::new(0, shared, vec![None], wakers);

@@ -30,6 +30,7 @@
 //!   attachment, event rate limit.
 //! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
 //!   configuration, each with why it has its value.
+//! - [`auth`]: tokens (JWT) and the grant each carries, the Origin allow-list, publisher keys.
 //! - [`metrics`]: per-shard counters.
 //! - [`os`]: process settings applied at start-up (the open-files limit).
 //! - [`config`]: the one validated configuration (TOML file + command-line overrides).
@@ -39,6 +40,7 @@
 pub mod admission;
 pub mod api;
 pub mod attachment;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod limits;

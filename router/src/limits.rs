@@ -89,6 +89,11 @@ pub const CULL_PERIOD_MS_MAX: u64 = 1000;
 pub const TIMER_SLEEP_MS_MAX: u64 = 1000;
 /// Bytes of OS randomness a shard draws at once for tunnel secrets (64 secrets per draw).
 pub const ENTROPY_POOL_BYTES: usize = 512;
+/// A new tunnel refused by admission control (`auth.tunnels_new_per_s`) is told to come back
+/// after a whole number of seconds drawn from this range: spread, so that a storm of refused
+/// clients returns over several seconds rather than all at once.
+pub const ADMISSION_RETRY_S_MIN: u64 = 1;
+pub const ADMISSION_RETRY_S_MAX: u64 = 5;
 
 // ----- Relations the code relies on ------------------------------------------------------------
 
@@ -102,9 +107,10 @@ const _: () = {
     assert!(CORKED_BYTES_MAX <= READ_BURST_BYTES_MAX);
     assert!(PORT_RETRY_MS < PORT_WAIT_MS);
     assert!(CULL_PERIOD_MS_MIN < CULL_PERIOD_MS_MAX);
-    assert!(ENTROPY_POOL_BYTES % 8 == 0 && ENTROPY_POOL_BYTES >= 8);
+    assert!(ENTROPY_POOL_BYTES.is_multiple_of(8) && ENTROPY_POOL_BYTES >= 8);
     assert!(PINGS_UNANSWERED_MAX >= 1);
     // A WebSocket close waits for its client within the stop's wait.
     assert!(STOP_POLL_MS < STOP_WAIT_MS && CLOSE_WAIT_MS < STOP_WAIT_MS);
     assert!(DRAIN_RETRY_SPREAD_MS > 0);
+    assert!(ADMISSION_RETRY_S_MIN >= 1 && ADMISSION_RETRY_S_MIN < ADMISSION_RETRY_S_MAX);
 };

@@ -2,6 +2,7 @@
 //! reason to its HTTP status, its error text, its WebSocket close code, its metrics label and
 //! who caused it. Handlers return a [`Refusal`] instead of writing a status and a text.
 
+use crate::auth::TokenError;
 use crate::pubsub::path::PathError;
 use crate::shard::{PublishError, TunnelError};
 use crate::wire::http1::HttpError;
@@ -68,6 +69,15 @@ refusals! {
     // The backend publish API.
     PublishNotLoopback => "publish_not_loopback",
     PublishFromBrowser => "publish_from_browser",
+    PublishKeyInvalid => "publish_key_invalid",
+    // Who may open, re-attach, subscribe and publish (`[auth]`).
+    Token(TokenError) => "token",
+    TokenExpired => "token_expired",
+    PathNotAllowed => "path_not_allowed",
+    TunnelNotYours => "tunnel_not_yours",
+    TunnelsPerUser => "tunnels_per_user",
+    OriginNotAllowed => "origin_not_allowed",
+    Admission => "admission",
     // The server's own limits and state.
     TooManyTunnels => "too_many_tunnels",
     RingFull => "ring_full",
@@ -80,10 +90,19 @@ impl Refusal {
         match self {
             Refusal::Http(e) => e.status(),
             Refusal::NotFound | Refusal::UnknownTunnel => 404,
-            Refusal::PrivatePath | Refusal::PublishNotLoopback | Refusal::PublishFromBrowser => 403,
+            Refusal::Token(_) | Refusal::TokenExpired | Refusal::PublishKeyInvalid => 401,
+            Refusal::PrivatePath
+            | Refusal::PublishNotLoopback
+            | Refusal::PublishFromBrowser
+            | Refusal::PathNotAllowed
+            | Refusal::TunnelNotYours
+            | Refusal::OriginNotAllowed => 403,
             Refusal::DataTooLarge => 413,
-            Refusal::TooManySubscriptions | Refusal::RateLimited => 429,
-            Refusal::TooManyTunnels | Refusal::RingFull | Refusal::Draining => 503,
+            Refusal::TooManySubscriptions | Refusal::RateLimited | Refusal::TunnelsPerUser => 429,
+            Refusal::TooManyTunnels
+            | Refusal::RingFull
+            | Refusal::Draining
+            | Refusal::Admission => 503,
             Refusal::BadQuery
             | Refusal::BadCallback
             | Refusal::MissingFormat
@@ -136,6 +155,14 @@ impl Refusal {
             Refusal::PublishFromBrowser => {
                 "publishing is not open to browsers (the request has an Origin)"
             }
+            Refusal::PublishKeyInvalid => "a publisher key is required (Authorization: Bearer)",
+            Refusal::Token(e) => e.message(),
+            Refusal::TokenExpired => TokenError::Expired.message(),
+            Refusal::PathNotAllowed => "the token does not allow this path",
+            Refusal::TunnelNotYours => "the token's user does not own this tunnel",
+            Refusal::TunnelsPerUser => "too many tunnels for this user",
+            Refusal::OriginNotAllowed => "origin not allowed",
+            Refusal::Admission => "too many new tunnels right now; retry later",
             Refusal::TooManyTunnels => "too many tunnels",
             Refusal::RingFull => "shard ring full",
             Refusal::Draining => "draining: the router is about to exit",
@@ -148,7 +175,7 @@ impl Refusal {
     pub fn close_code(self) -> u16 {
         match self {
             Refusal::JsonTooDeep | Refusal::DataTooLarge => 1009,
-            Refusal::TooManyTunnels | Refusal::RingFull => 1013,
+            Refusal::TooManyTunnels | Refusal::RingFull | Refusal::Admission => 1013,
             Refusal::Draining => 1012,
             _ => 1008,
         }
@@ -157,7 +184,10 @@ impl Refusal {
     /// Who caused it.
     pub fn blame(self) -> Blame {
         match self {
-            Refusal::TooManyTunnels | Refusal::RingFull | Refusal::Draining => Blame::Server,
+            Refusal::TooManyTunnels
+            | Refusal::RingFull
+            | Refusal::Draining
+            | Refusal::Admission => Blame::Server,
             _ => Blame::Client,
         }
     }
@@ -180,6 +210,32 @@ impl From<TunnelError> for Refusal {
             TunnelError::SubscriptionLimit => Refusal::TooManySubscriptions,
             TunnelError::RateLimited => Refusal::RateLimited,
             TunnelError::PrivatePath => Refusal::PrivatePath,
+            TunnelError::UserLimit => Refusal::TunnelsPerUser,
+            TunnelError::RingFull => Refusal::RingFull,
+        }
+    }
+}
+
+impl Refusal {
+    /// The `WWW-Authenticate` challenge of a 401 (RFC 6750 §3).
+    pub fn challenge(self) -> Option<&'static str> {
+        match self {
+            Refusal::Token(TokenError::Missing) | Refusal::PublishKeyInvalid => Some("Bearer"),
+            Refusal::Token(_) => Some("Bearer error=\"invalid_token\""),
+            Refusal::TokenExpired => {
+                Some("Bearer error=\"invalid_token\", error_description=\"token expired\"")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<TokenError> for Refusal {
+    fn from(e: TokenError) -> Refusal {
+        match e {
+            // Counted apart: expiry is the one a client fixes by itself, with a fresh token.
+            TokenError::Expired => Refusal::TokenExpired,
+            e => Refusal::Token(e),
         }
     }
 }

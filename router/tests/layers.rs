@@ -22,7 +22,7 @@ const FLOORS: &[&[&str]] = &[
     &["admission", "net"],
     &["refusal"],
     &["shard"],
-    &["tunnel", "limits", "metrics", "os"],
+    &["tunnel", "limits", "metrics", "os", "auth"],
     &["config"],
     &["pubsub", "wire"],
 ];

@@ -4,6 +4,7 @@
 
 use crate::admission;
 use crate::attachment::Next;
+use crate::auth::Grant;
 use crate::net::answer::Answer;
 use crate::net::request::Request;
 use crate::pubsub::{path, Pattern};
@@ -65,8 +66,28 @@ fn local_tunnel(shard: &Shard, text: &str) -> Result<Routed<TunnelId>, Refusal> 
     }
 }
 
+/// When tokens are required, the grant of the request's token, which must be the tunnel's
+/// user's: a tunnel id alone publishes and subscribes nothing. `None` when tokens are off.
+fn tunnel_user(
+    shard: &Shard,
+    request: &Request,
+    params: &Params<'_>,
+    id: &TunnelId,
+) -> Result<Option<Grant>, Refusal> {
+    let Some(grant) = shard.shared.auth.check_request(&request.head, params)? else {
+        return Ok(None);
+    };
+    match shard.grant_of(id) {
+        Some(held) if held.sub == grant.sub => Ok(Some(grant)),
+        _ => Err(Refusal::TunnelNotYours),
+    }
+}
+
 /// `POST /events` and `GET /events`: a client publishes through its tunnel.
 pub(super) async fn event(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
+    if !answer.shard.shared.auth.origin_allowed(&request.head) {
+        return answer.refuse(Refusal::OriginNotAllowed).await;
+    }
     match publish_event(answer.shard, request, params) {
         Ok(Routed::Here(published)) => answer_publish(answer, published).await,
         Ok(Routed::Handoff(to)) => Next::Handoff(to, Box::new(request.clone())),
@@ -88,6 +109,12 @@ fn publish_event(
         Routed::Here(id) => id,
         Routed::Handoff(to) => return Ok(Routed::Handoff(to)),
     };
+    if let Some(grant) = tunnel_user(shard, request, params, &id)? {
+        let own_private = path.strip_prefix(path::PRIVATE_PREFIX) == Some(tunnel.as_str());
+        if !own_private && !grant.may_publish(&path) {
+            return Err(Refusal::PathNotAllowed);
+        }
+    }
     admission::publish(shard, &path, &data)?;
     shard.charge_event(&id)?;
     Ok(Routed::Here(shard.publish(&path, &data)))
@@ -110,7 +137,8 @@ async fn answer_publish(
     }
 }
 
-/// `POST /publish/<path>`: the backend publish API, loopback peers only for now.
+/// `POST /publish/<path>`: the backend publish API: for a publisher key when `[auth]` names a
+/// keys file, otherwise for loopback peers; never for a browser.
 pub(super) async fn publish(
     answer: &mut Answer<'_>,
     peer: Peer,
@@ -129,13 +157,24 @@ fn publish_backend(
     request: &Request,
     path: &str,
 ) -> Result<Result<Published, PublishError>, Refusal> {
-    if !peer.loopback {
-        return Err(Refusal::PublishNotLoopback);
-    }
-    // A browser names the page's origin; a backend does not. Without this, any page open in a
-    // browser on the router's host could publish with a simple `text/plain` POST.
-    if request.head.header("origin").is_some() {
+    // A browser names the page's origin (and, in a fetch, its site); a backend does not.
+    // Without this, any page open in a browser on the router's host could publish with a
+    // simple `text/plain` POST.
+    let head = &request.head;
+    let fetched_by_page = head
+        .header("sec-fetch-site")
+        .is_some_and(|site| site != b"none");
+    if head.header("origin").is_some() || fetched_by_page {
         return Err(Refusal::PublishFromBrowser);
+    }
+    let auth = &shard.shared.auth;
+    if auth.has_publish_keys() {
+        // With keys, a backend may publish from anywhere, but only with one of them.
+        if !auth.publish_key_valid(head) {
+            return Err(Refusal::PublishKeyInvalid);
+        }
+    } else if !peer.loopback {
+        return Err(Refusal::PublishNotLoopback);
     }
     // The path is checked before the body is parsed.
     path::validate(path)?;
@@ -150,6 +189,9 @@ pub(super) async fn subscription(
     request: &Request,
     params: &Params<'_>,
 ) -> Next {
+    if !answer.shard.shared.auth.origin_allowed(&request.head) {
+        return answer.refuse(Refusal::OriginNotAllowed).await;
+    }
     match change_subscription(answer.shard, request, params) {
         Ok(Routed::Here(())) => answer.ok().await,
         Ok(Routed::Handoff(to)) => Next::Handoff(to, Box::new(request.clone())),
@@ -170,6 +212,11 @@ fn change_subscription(
         Routed::Here(id) => id,
         Routed::Handoff(to) => return Ok(Routed::Handoff(to)),
     };
+    if let Some(grant) = tunnel_user(shard, request, params, &id)? {
+        if subscribe && !grant.may_subscribe(&pattern) {
+            return Err(Refusal::PathNotAllowed);
+        }
+    }
     shard.charge_event(&id)?;
     if subscribe {
         shard.subscribe(&id, &pattern)?;

@@ -1,6 +1,9 @@
 //! `GET /tunnel`: opening a tunnel or re-attaching to one (with replay from `last`), then
 //! handing it to its transport: a stream, a long-poll, or a WebSocket.
 
+use std::rc::Rc;
+
+use crate::auth::Grant;
 use crate::metrics::Metrics;
 use crate::net::answer::Answer;
 use crate::net::reply::Persist;
@@ -8,6 +11,8 @@ use crate::net::request::Request;
 use crate::pubsub::Pattern;
 use crate::refusal::Refusal;
 use crate::shard::mesh::Owner;
+use crate::shard::Shard;
+use crate::tunnel::TunnelId;
 use crate::wire::datagram::{self, GAP};
 use crate::wire::format::{Format, IFRAME_CALLBACK_DEFAULT};
 use crate::wire::query::Params;
@@ -25,6 +30,10 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     // A draining shard has ended its attachments and would not end a new one.
     if shard.stopping.is_stopping() {
         return answer.refuse(Refusal::Draining).await;
+    }
+    let auth = &shard.shared.auth;
+    if !auth.origin_allowed(&request.head) {
+        return answer.refuse(Refusal::OriginNotAllowed).await;
     }
     // `format=ws`, or any `GET /tunnel` carrying upgrade headers, is a WebSocket tunnel.
     let websocket = params.get("format") == Some("ws") || handshake::is_upgrade(&request.head);
@@ -85,11 +94,30 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         Some(Owner::Local(id)) if shard.tunnel_exists(&id) => Some(id),
         Some(Owner::Local(_)) | Some(Owner::Nowhere) | None => None,
     };
+    // The token is checked where the tunnel lives, once the request reached its owner shard.
+    let grant = match auth.check_request(&request.head, params) {
+        Ok(grant) => grant.map(Rc::new),
+        Err(e) => return answer.refuse(Refusal::from(e)).await,
+    };
+    if let Some(grant) = &grant {
+        if patterns.iter().any(|p| !grant.may_subscribe(p)) {
+            return answer.refuse(Refusal::PathNotAllowed).await;
+        }
+    }
     let (id, new) = match existing {
-        Some(id) => (id, false),
-        None => match shard.create_tunnel() {
+        Some(id) => {
+            // A tunnel id alone re-attaches nothing: the token must be its user's.
+            if let Some(grant) = &grant {
+                match shard.grant_of(&id) {
+                    Some(held) if held.sub == grant.sub => shard.set_grant(&id, grant.clone()),
+                    _ => return answer.refuse(Refusal::TunnelNotYours).await,
+                }
+            }
+            (id, false)
+        }
+        None => match open_tunnel(&shard, grant.as_ref()).await {
             Ok(id) => (id, true),
-            Err(e) => return answer.refuse(Refusal::from(e)).await,
+            Err(refusal) => return answer.refuse(refusal).await,
         },
     };
     for pattern in &patterns {
@@ -185,6 +213,31 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
                 binding,
                 transport: Transport::Poll(poll),
             }))
+        }
+    }
+}
+
+/// Opens a new tunnel: admitted by the node's new-tunnel rate, counted against its user's
+/// allowance (at the user's home shard) when it comes with a token, then created here.
+async fn open_tunnel(shard: &Shard, grant: Option<&Rc<Grant>>) -> Result<TunnelId, Refusal> {
+    if shard.admit_new_tunnel().is_err() {
+        return Err(Refusal::Admission);
+    }
+    if let Some(grant) = grant {
+        shard.reserve_user(grant).await?;
+    }
+    match shard.create_tunnel() {
+        Ok(id) => {
+            if let Some(grant) = grant {
+                shard.set_grant(&id, grant.clone());
+            }
+            Ok(id)
+        }
+        Err(e) => {
+            if let Some(grant) = grant {
+                shard.release_user(grant.sub.clone());
+            }
+            Err(Refusal::from(e))
         }
     }
 }

@@ -10,6 +10,7 @@ use super::{
     count_kick, take_gap, written, Attached, Binding, Boxed, Event, Next, Step, Transport,
 };
 use crate::admission;
+use crate::auth::Grant;
 use crate::metrics::Metrics;
 use crate::net::answer::Answer;
 use crate::net::reply;
@@ -387,6 +388,11 @@ impl WsState {
         match fields.kind.as_deref() {
             Some(kind @ ("subscribe" | "unsubscribe")) => {
                 let pattern = Pattern::parse(path_text.ok_or(Refusal::MissingPath)?)?;
+                let allowed = |g: &Grant| g.may_subscribe(&pattern);
+                if kind == "subscribe" && shard.grant_of(&binding.id).is_some_and(|g| !allowed(&g))
+                {
+                    return Err(Refusal::PathNotAllowed);
+                }
                 shard.charge_event(&binding.id)?;
                 if kind == "subscribe" {
                     shard.subscribe(&binding.id, &pattern)?;
@@ -404,6 +410,7 @@ impl WsState {
             Some("publish") => {
                 let text = path_text.ok_or(Refusal::MissingPath)?;
                 let data = fields.data.ok_or(Refusal::MissingData)?;
+                may_publish(shard, binding, text)?;
                 admission::publish(shard, text, &data)?;
                 shard.charge_event(&binding.id)?;
                 ack(shard.publish(text, &data)).await
@@ -421,9 +428,26 @@ impl WsState {
         raw: Bytes,
     ) -> Result<BytesMut, Refusal> {
         let target = self.target.clone().ok_or(Refusal::BinaryNeedsTarget)?;
+        may_publish(shard, binding, &target)?;
         admission::publish(shard, &target, &raw)?;
         shard.charge_event(&binding.id)?;
         ack(shard.publish_binary(&target, &raw)).await
+    }
+}
+
+/// Whether the tunnel's grant (when it was opened with a token) lets it publish on `path`; its
+/// own private path is always allowed.
+fn may_publish(shard: &Shard, binding: &Binding, path: &str) -> Result<(), Refusal> {
+    let Some(grant) = shard.grant_of(&binding.id) else {
+        return Ok(());
+    };
+    let own_private = path
+        .strip_prefix(path::PRIVATE_PREFIX)
+        .is_some_and(|id| id == binding.id.text().as_str());
+    if own_private || grant.may_publish(path) {
+        Ok(())
+    } else {
+        Err(Refusal::PathNotAllowed)
     }
 }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::template::{Part, Template};
 
+mod auth;
 mod validate;
+pub use auth::{AuthConfig, AuthMode, TUNNELS_PER_SUB_CEILING};
 use validate::invalid;
 
 const KIB: usize = 1024;
@@ -88,6 +90,8 @@ pub struct Config {
     pub stream_recycle_bytes: BTreeMap<String, u64>,
     /// `[formats.NAME]` tables.
     pub formats: BTreeMap<String, CustomFormat>,
+    /// `[auth]`: tokens, origins, publisher keys, admission.
+    pub auth: AuthConfig,
 }
 
 /// Which I/O driver the shard runtimes use.
@@ -154,6 +158,7 @@ impl Default for Config {
             // Browsers keep every byte of a hidden-iframe document, so that stream must be renewed.
             stream_recycle_bytes: BTreeMap::from([("iframe".to_owned(), MIB as u64)]),
             formats: BTreeMap::new(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -550,6 +555,19 @@ envelope = "<script>{cb}({json},\"{id}\")</script>\n"
 keepalive = "<!-- -->\n"
 footer = "</body></html>"
 html_escape = true
+
+[auth]
+mode = "jwt"
+hs256_secret_file = "/etc/router/hs256.secret"
+public_key_files = ["/etc/router/es256.pub.pem"]
+jwks_file = "/etc/router/jwks.json"
+audience = "router"
+issuer = "https://id.example"
+leeway_s = 10
+tunnels_per_sub_max = 8
+origins_allowed = ["https://app.example"]
+publish_keys_file = "/etc/router/publish.keys"
+tunnels_new_per_s = 500
 "#;
 
     #[test]
@@ -593,6 +611,9 @@ html_escape = true
         assert_eq!(config.listen_addr(), "[::1]:9000".parse().unwrap());
         assert_eq!(config.shards, 3);
         assert_eq!(config.uring_entries, 2048);
+        assert_eq!(config.auth.mode, AuthMode::Jwt);
+        assert_eq!(config.auth.tunnels_new_per_s, 500);
+        assert_eq!(config.auth.origins_allowed, ["https://app.example"]);
         assert_eq!(config.drain_ms, 5000);
         assert_eq!(config.io_driver, IoDriver::Epoll);
         assert_eq!(config.websocket_frame_bytes_max, 65536);

@@ -181,6 +181,7 @@ impl Config {
                 )?;
             }
         }
+        self.auth.validate()?;
         Ok(())
     }
 }

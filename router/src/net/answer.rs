@@ -2,7 +2,9 @@
 //! JSONP callback, keep-alive), the answers corked behind pipelined requests, refusals with
 //! their status and counters, and what the connection does next.
 
-use crate::limits::{CORKED_BYTES_MAX, CORKED_DELIVERIES_MAX};
+use crate::limits::{
+    ADMISSION_RETRY_S_MAX, ADMISSION_RETRY_S_MIN, CORKED_BYTES_MAX, CORKED_DELIVERIES_MAX,
+};
 use bytes::BytesMut;
 use monoio::net::TcpStream;
 use std::rc::Rc;
@@ -113,8 +115,22 @@ impl Answer<'_> {
         self.send(out).await
     }
 
-    /// Answers a refusal with its status and error text, and counts it.
+    /// Answers a refusal with its status and error text, and counts it. A 401 carries its
+    /// `WWW-Authenticate` challenge; a refused new tunnel its `Retry-After`, spread over
+    /// [`ADMISSION_RETRY_S_MIN`]..=[`ADMISSION_RETRY_S_MAX`] so that refused clients do not all
+    /// come back in the same second.
     pub async fn refuse<A>(&mut self, refusal: Refusal) -> Next<A> {
+        if let Some(challenge) = refusal.challenge() {
+            return self
+                .refuse_with(refusal, &[("WWW-Authenticate", challenge)])
+                .await;
+        }
+        if refusal == Refusal::Admission {
+            let spread = ADMISSION_RETRY_S_MAX - ADMISSION_RETRY_S_MIN + 1;
+            let retry_s = ADMISSION_RETRY_S_MIN + self.shard.random_u64() % spread;
+            let retry = retry_s.to_string();
+            return self.refuse_with(refusal, &[("Retry-After", &retry)]).await;
+        }
         self.refuse_with(refusal, &[]).await
     }
 

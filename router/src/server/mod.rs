@@ -20,6 +20,7 @@ use std::task::Poll;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::auth::Auth;
 use crate::config::{Config, IoDriver};
 use crate::conn;
 use crate::metrics::Metrics;
@@ -90,6 +91,13 @@ fn custom_formats(config: &Config) -> io::Result<Formats> {
 pub fn start(config: Config) -> io::Result<Server> {
     let shard_count = config.shards.max(1);
     let formats = custom_formats(&config)?;
+    let auth =
+        Auth::load(&config.auth).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    if auth.tokens_required() {
+        tracing::info!(keys = auth.key_count(), "auth: tokens (JWT) required");
+    } else {
+        tracing::warn!("auth.mode = \"none\": anyone who reaches the router may open tunnels");
+    }
     let mut addr = config.listen_addr();
     refuse_port_in_use(addr)?;
     let mut listeners = Vec::with_capacity(shard_count);
@@ -104,6 +112,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             .collect(),
         formats,
         config,
+        auth,
     });
     match shared.config.io_driver {
         IoDriver::Auto if !monoio::utils::detect_uring() => {
@@ -323,6 +332,14 @@ fn handle_msg(shard: &Rc<Shard>, msg: ShardMsg) {
             // The publisher may have gone; the delivery stands either way.
             let _ = delivered.send(shard.deliver_private(&tunnel, datagram));
         }
+        ShardMsg::UserReserve { sub, max, reply } => {
+            let counted = shard.user_reserve_here(&sub, max);
+            // An asker that went away before the answer cannot open its tunnel: undo.
+            if reply.send(counted).is_err() && counted {
+                shard.user_release_here(&sub);
+            }
+        }
+        ShardMsg::UserRelease(sub) => shard.user_release_here(&sub),
         ShardMsg::Handoff(h) => match monoio::net::TcpStream::from_std(h.stream) {
             Ok(stream) => {
                 Metrics::add(&shard.metrics.connections_accepted, 1);
@@ -348,6 +365,7 @@ async fn cull_task(shard: Rc<Shard>) {
     loop {
         monoio::time::sleep(Duration::from_millis(period_ms)).await;
         shard.cull_expired();
+        shard.flush_user_releases();
     }
 }
 

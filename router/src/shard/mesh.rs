@@ -22,6 +22,15 @@ pub enum ShardMsg {
     },
     /// A connection whose request concerns a tunnel the receiver owns.
     Handoff(Box<Handoff>),
+    /// To a user's home shard: count one more tunnel of `sub` unless it holds `max`; the answer
+    /// says whether it was counted.
+    UserReserve {
+        sub: Box<str>,
+        max: u32,
+        reply: futures_channel::oneshot::Sender<bool>,
+    },
+    /// To a user's home shard: one tunnel of this user is gone.
+    UserRelease(Box<str>),
 }
 
 /// Where a tunnel id points.

@@ -3,6 +3,9 @@
 
 pub mod mesh;
 pub mod stop;
+mod users;
+
+pub use users::NotAdmitted;
 
 use crate::limits::{ENTROPY_POOL_BYTES, READ_BUFFERS_POOLED_MAX, READ_BUFFER_BYTES};
 use bytes::BytesMut;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pubsub::{path, Pattern, Registry};
@@ -48,6 +52,10 @@ pub enum TunnelError {
     SubscriptionLimit,
     RateLimited,
     PrivatePath,
+    /// The user holds `tunnels_max` tunnels on the node already.
+    UserLimit,
+    /// The ring to the user's home shard is full (or that shard stopped).
+    RingFull,
 }
 
 /// Things every shard reads and nobody writes after start-up.
@@ -55,6 +63,8 @@ pub struct Shared {
     pub config: Config,
     pub formats: Formats,
     pub metrics: Vec<Arc<Metrics>>,
+    /// Tokens, origins and publisher keys (`[auth]`).
+    pub auth: Auth,
 }
 
 struct State {
@@ -82,6 +92,7 @@ pub struct Shard {
     entropy: RefCell<(Vec<u8>, usize)>,
     timers: RefCell<Timers>,
     read_buffers: RefCell<Vec<BytesMut>>,
+    users: RefCell<users::Users>,
     /// Set when the server stops; connections between requests wait for it.
     pub stopping: stop::Stopping,
 }
@@ -135,6 +146,7 @@ impl Shard {
             token_seq: Cell::new(0),
             entropy: RefCell::new((Vec::new(), 0)),
             read_buffers: RefCell::new(Vec::new()),
+            users: RefCell::default(),
             stopping: stop::Stopping::default(),
             timers: RefCell::new(Timers {
                 heap: BinaryHeap::new(),
@@ -405,7 +417,7 @@ impl Shard {
     /// Culls tunnels detached for longer than the grace period. Returns how many.
     pub fn cull_expired(&self) -> usize {
         let now_ms = self.now_ms();
-        let mut culled = 0;
+        let mut culled_slots = Vec::new();
         let mut guard = self.state.borrow_mut();
         let st = &mut *guard;
         while let Some(&(deadline_ms, slot, epoch)) = st.detached.front() {
@@ -426,10 +438,12 @@ impl Shard {
                 }
                 st.free_slots.push(slot);
                 st.tunnel_count -= 1;
-                culled += 1;
+                culled_slots.push(slot);
             }
         }
         drop(guard);
+        let culled = culled_slots.len();
+        self.forget_grants(&culled_slots);
         if culled > 0 {
             Metrics::add(&self.metrics.tunnels_culled, culled as u64);
             Metrics::sub(&self.metrics.tunnels_open, culled as u64);
@@ -613,6 +627,7 @@ mod tests {
             config: Config::default(),
             formats: Formats::default(),
             metrics: vec![Arc::default()],
+            auth: Auth::open(),
         });
         Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
     }

@@ -1,0 +1,180 @@
+//! Users on a shard, when tokens are required: the grant each tunnel holds, the tunnel count of
+//! every user whose home is this shard, and the admission of new tunnels.
+//!
+//! A user's tunnels may live on any shard, yet `tunnels_max` holds for the whole node without a
+//! lock: every user has one home shard (a hash of `sub`), which alone keeps that user's count.
+//! A shard opening a tunnel for a user homed elsewhere asks the home through the mesh ring and
+//! waits for its answer; a culled tunnel's count is given back the same way.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use crate::auth::Grant;
+use crate::tunnel::TunnelId;
+
+use super::mesh::ShardMsg;
+use super::{Shard, TunnelError};
+
+/// Micro-tokens per token of the admission bucket: integer refills at any rate per shard.
+const ADMISSION_MICRO: u64 = 1_000_000;
+
+#[derive(Default)]
+pub(super) struct Users {
+    /// The grant of each tunnel opened with a token, by slot. Empty when tokens are off, so an
+    /// open router pays nothing per tunnel for it.
+    grants: HashMap<u32, Rc<Grant>>,
+    /// Tunnels held on the node by each user homed on this shard.
+    counts: HashMap<Box<str>, u32>,
+    /// Releases owed to other home shards whose ring was full; retried by the cull task.
+    releases_pending: Vec<(usize, Box<str>)>,
+    /// New-tunnel bucket: micro-tokens, and when it was last refilled.
+    admission_micro: u64,
+    admission_refilled_ms: u64,
+}
+
+/// Why a new tunnel was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAdmitted;
+
+impl Shard {
+    /// The shard that counts `sub`'s tunnels.
+    pub fn home_of(&self, sub: &str) -> usize {
+        // SipHash with fixed keys: the same home on every shard, and across restarts.
+        let mut h = std::hash::DefaultHasher::new();
+        sub.hash(&mut h);
+        (h.finish() % self.shard_count().max(1) as u64) as usize
+    }
+
+    /// Counts one more tunnel for `grant`'s user, at its home shard: refused past
+    /// `tunnels_max`. Must be undone with [`Shard::release_user`] if the tunnel is not opened.
+    pub async fn reserve_user(&self, grant: &Grant) -> Result<(), TunnelError> {
+        let home = self.home_of(&grant.sub);
+        if home == self.id as usize {
+            return match self.user_reserve_here(&grant.sub, grant.tunnels_max) {
+                true => Ok(()),
+                false => Err(TunnelError::UserLimit),
+            };
+        }
+        let (reply, answer) = futures_channel::oneshot::channel();
+        let msg = ShardMsg::UserReserve {
+            sub: grant.sub.clone(),
+            max: grant.tunnels_max,
+            reply,
+        };
+        if self.send(home, msg).is_err() {
+            return Err(TunnelError::RingFull);
+        }
+        match answer.await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TunnelError::UserLimit),
+            // The home shard stopped before answering: nothing was counted.
+            Err(_) => Err(TunnelError::RingFull),
+        }
+    }
+
+    /// At the home shard: counts a tunnel of `sub` if it has fewer than `max`.
+    pub fn user_reserve_here(&self, sub: &str, max: u32) -> bool {
+        let mut users = self.users.borrow_mut();
+        match users.counts.get_mut(sub) {
+            Some(n) if *n >= max => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => {
+                users.counts.insert(sub.into(), 1);
+                true
+            }
+        }
+    }
+
+    /// At the home shard: one tunnel of `sub` fewer.
+    pub fn user_release_here(&self, sub: &str) {
+        let mut users = self.users.borrow_mut();
+        if let Some(n) = users.counts.get_mut(sub) {
+            *n -= 1;
+            if *n == 0 {
+                users.counts.remove(sub);
+            }
+        }
+    }
+
+    /// Gives back one tunnel of `sub` to its home shard (later, if that ring is full).
+    pub fn release_user(&self, sub: Box<str>) {
+        let home = self.home_of(&sub);
+        if home == self.id as usize {
+            self.user_release_here(&sub);
+            return;
+        }
+        if let Err(ShardMsg::UserRelease(sub)) = self.send(home, ShardMsg::UserRelease(sub)) {
+            self.users.borrow_mut().releases_pending.push((home, sub));
+        }
+    }
+
+    /// Retries the releases a full ring held back.
+    pub fn flush_user_releases(&self) {
+        let pending = std::mem::take(&mut self.users.borrow_mut().releases_pending);
+        for (home, sub) in pending {
+            if let Err(ShardMsg::UserRelease(sub)) = self.send(home, ShardMsg::UserRelease(sub)) {
+                self.users.borrow_mut().releases_pending.push((home, sub));
+            }
+        }
+    }
+
+    /// Tunnels counted for `sub` at this (its home) shard.
+    pub fn user_tunnels_here(&self, sub: &str) -> u32 {
+        self.users.borrow().counts.get(sub).copied().unwrap_or(0)
+    }
+
+    /// Records the grant tunnel `id` was opened or re-attached with.
+    pub fn set_grant(&self, id: &TunnelId, grant: Rc<Grant>) {
+        self.users.borrow_mut().grants.insert(id.slot, grant);
+    }
+
+    /// The grant tunnel `id` holds, when it was opened with a token.
+    pub fn grant_of(&self, id: &TunnelId) -> Option<Rc<Grant>> {
+        if !self.tunnel_exists(id) {
+            return None;
+        }
+        self.users.borrow().grants.get(&id.slot).cloned()
+    }
+
+    /// Forgets the grants of culled tunnels and gives their users' counts back.
+    pub(super) fn forget_grants(&self, slots: &[u32]) {
+        for slot in slots {
+            let grant = self.users.borrow_mut().grants.remove(slot);
+            if let Some(grant) = grant {
+                self.release_user(grant.sub.clone());
+            }
+        }
+    }
+
+    /// Takes one token of the new-tunnel bucket (`auth.tunnels_new_per_s`, spread evenly over
+    /// the shards; a burst of one second's worth, at least one tunnel). Re-attaches never ask.
+    pub fn admit_new_tunnel(&self) -> Result<(), NotAdmitted> {
+        let per_s = u64::from(self.config().auth.tunnels_new_per_s);
+        if per_s == 0 {
+            return Ok(());
+        }
+        let shards = self.shard_count().max(1) as u64;
+        // Micro-tokens gained per millisecond on this shard, and the bucket's size.
+        let gain_per_ms = per_s * ADMISSION_MICRO / 1000 / shards;
+        let burst = (per_s * ADMISSION_MICRO / shards).max(ADMISSION_MICRO);
+        let now_ms = self.now_ms();
+        let mut users = self.users.borrow_mut();
+        if users.admission_refilled_ms == 0 {
+            // The first ask finds the bucket full.
+            users.admission_micro = burst;
+        } else {
+            let elapsed_ms = now_ms.saturating_sub(users.admission_refilled_ms);
+            users.admission_micro = (users.admission_micro + elapsed_ms * gain_per_ms).min(burst);
+        }
+        users.admission_refilled_ms = now_ms.max(1);
+        if users.admission_micro < ADMISSION_MICRO {
+            return Err(NotAdmitted);
+        }
+        users.admission_micro -= ADMISSION_MICRO;
+        Ok(())
+    }
+}
