@@ -80,6 +80,8 @@ counters! {
     replaced,
     /// Attached connections ended because the server stopped.
     closed_by_stop,
+    /// Attached connections closed because their tunnel's token expired.
+    token_expired,
     /// Streams ended after `stream_recycle_bytes`.
     recycled,
     /// Keepalives written (WebSocket pings included).
@@ -278,6 +280,7 @@ fn prometheus_name(name: &str) -> (String, &'static str) {
         "slow_consumer" => "slow_consumer_disconnects",
         "replaced" => "attachments_replaced",
         "closed_by_stop" => "attachments_closed_by_stop",
+        "token_expired" => "attachments_closed_token_expired",
         "recycled" => "streams_recycled",
         "replayed" => "replayed_datagrams",
         other => other,

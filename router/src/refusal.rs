@@ -78,6 +78,7 @@ refusals! {
     TunnelsPerUser => "tunnels_per_user",
     OriginNotAllowed => "origin_not_allowed",
     Admission => "admission",
+    TokensOff => "tokens_off",
     // The server's own limits and state.
     TooManyTunnels => "too_many_tunnels",
     RingFull => "ring_full",
@@ -118,7 +119,8 @@ impl Refusal {
             | Refusal::MissingType
             | Refusal::UnknownMessageType
             | Refusal::BinaryNeedsTarget
-            | Refusal::BadPath(_) => 400,
+            | Refusal::BadPath(_)
+            | Refusal::TokensOff => 400,
         }
     }
 
@@ -163,6 +165,7 @@ impl Refusal {
             Refusal::TunnelsPerUser => "too many tunnels for this user",
             Refusal::OriginNotAllowed => "origin not allowed",
             Refusal::Admission => "too many new tunnels right now; retry later",
+            Refusal::TokensOff => "this router does not use tokens (auth.mode is none)",
             Refusal::TooManyTunnels => "too many tunnels",
             Refusal::RingFull => "shard ring full",
             Refusal::Draining => "draining: the router is about to exit",

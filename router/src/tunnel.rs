@@ -103,6 +103,10 @@ pub enum Kick {
     Replaced,
     /// The server is stopping.
     Stopping,
+    /// The token the tunnel was opened (or last re-attached) with has expired, and no fresh one
+    /// came through `POST /tunnel/<id>/token`: the connection is told so and closed. The tunnel
+    /// stays for a re-attach with a fresh token, so nothing is lost.
+    TokenExpired,
 }
 
 /// What an attached connection should do next.
@@ -448,6 +452,11 @@ impl Tunnel {
     /// Tells the attached connection, if any, that the server is stopping.
     pub fn kick_for_stop(&mut self) {
         self.kick(Kick::Stopping);
+    }
+
+    /// Tells the attached connection, if any, that the tunnel's token expired.
+    pub fn kick_for_expiry(&mut self) {
+        self.kick(Kick::TokenExpired);
     }
 
     fn kick(&mut self, kick: Kick) {

@@ -68,6 +68,7 @@ mode = "jwt"
 hs256_secret_file = "{d}/hs256.secret"
 public_key_files = ["{d}/es256.pub.pem"]
 audience = "router"
+leeway_s = 1
 tunnels_per_sub_max = 4
 origins_allowed = ["https://app.example"]
 publish_keys_file = "{d}/publish.keys"

@@ -318,6 +318,91 @@ def run_checks(d, addr):
     check("default allowance: 4 then 429", statuses == [200] * 4 + [429], statuses)
 
 
+def run_expiry(d, addr):
+    """Tokens that expire while their tunnels are attached (the router's leeway_s is 1)."""
+    m = Minter(d)
+    short = lambda: m.hs("ivan", exp=int(time.time()) + 2, subscribe=["/exp/*"], tunnels_max=50)
+    fresh = m.hs("ivan", subscribe=["/exp/*"], tunnels_max=50)
+    results = {}
+
+    def ws_until_closed(name, renew):
+        with ws_connect(f"ws://{addr}/tunnel?format=ws&path=/exp/ws", additional_headers=bearer(short())) as ws:
+            tunnel = json.loads(ws.recv(timeout=5))["tunnel"]
+            if renew:
+                s, _, data = request(addr, "POST", f"/tunnel/{tunnel}/token", bearer(fresh))
+                results[name + " renew"] = (s, json.loads(data))
+            got = []
+            try:
+                while True:
+                    got.append(json.loads(ws.recv(timeout=6)))
+            except TimeoutError:
+                results[name] = (got, "still open")
+                return
+            except Exception:
+                pass
+            results[name] = (got, ws.close_code, ws.close_reason)
+
+    def sse_until_end():
+        host, port = addr.rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=10)
+        c.request("GET", "/tunnel?format=sse&path=/exp/sse", headers=bearer(short()))
+        r = c.getresponse()
+        results["sse"] = r.read().decode()  # until the terminating chunk
+
+    def parked_poll():
+        s, body, _ = longpoll(addr, "path=/exp/poll", bearer(short()))
+        t = body["tunnel"]
+        results["poll tunnel"] = t
+        results["poll"] = longpoll(addr, f"id={t}&last={t}&ttl=20000", bearer(short()))
+        # At once, within the router's tunnel_grace_ms: the tunnel waits for a fresh token.
+        results["mallory"] = request(addr, "POST", f"/tunnel/{t}/token", bearer(m.hs("mallory")))
+        pub = request(addr, "POST", "/publish/exp/poll", bearer(PUBLISH_KEY), "7")
+        results["published"] = json.loads(pub[2])["id"]
+        results["reattach"] = longpoll(addr, f"id={t}&last={t}", bearer(fresh))
+
+    import threading
+
+    threads = [
+        threading.Thread(target=ws_until_closed, args=("ws", False)),
+        threading.Thread(target=ws_until_closed, args=("ws renewed", True)),
+        threading.Thread(target=sse_until_end),
+        threading.Thread(target=parked_poll),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+
+    got, *end = results.get("ws", ([], None))
+    check(
+        "WebSocket: token expired message, then close 1008",
+        {"type": "error", "error": "token expired"} in got and end == [1008, "token expired"],
+        results.get("ws"),
+    )
+    s, body = results.get("ws renewed renew", (None, {}))
+    check("POST /tunnel/<id>/token with a fresh token: 200 and its exp", s == 200 and body.get("exp", 0) > time.time() + 60, (s, body))
+    check("a renewed WebSocket stays open past the old expiry", results.get("ws renewed", (None, ""))[-1] == "still open", results.get("ws renewed"))
+    sse = results.get("sse", "")
+    check(
+        "SSE: token expired event, then the stream ends",
+        'data: {"type":"error","error":"token expired"}' in sse,
+        sse[-200:],
+    )
+    s, body, _ = results.get("poll", (None, {}, {}))
+    check(
+        "parked long-poll: answered with token expired",
+        s == 200 and body.get("messages") == [{"type": "error", "error": "token expired"}],
+        (s, body),
+    )
+    # Nothing is lost: what was published after the close is replayed on re-attach.
+    s, _, data = results.get("mallory", (None, {}, b""))
+    check("renewing another user's tunnel: 403", s == 403, (s, data))
+    s, body, _ = results.get("reattach", (None, {}, {}))
+    ids = [x.get("id") for x in body.get("messages", [])] if isinstance(body, dict) else body
+    did = results.get("published")
+    check("re-attach with a fresh token replays what came after", s == 200 and did in ids, (s, body))
+
+
 def run_admission(addr):
     # 2 new tunnels per second over 2 shards: a burst of one per shard, then one per second each.
     opened, refused, retry_after = [], 0, []
@@ -347,6 +432,7 @@ def main():
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "check":
         run_checks(sys.argv[2], sys.argv[3])
+        run_expiry(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 3 and sys.argv[1] == "admission":
         run_admission(sys.argv[2])
     else:

@@ -23,7 +23,7 @@ use crate::wire::http1::{self, write_full, Method};
 use crate::wire::query::Params;
 use crate::wire::websocket::handshake::{self, HandshakeError};
 
-use publish::{event, publish, subscription, subscription_path};
+use publish::{event, publish, renew_token, subscription, subscription_path, token_path};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
 
@@ -95,6 +95,9 @@ pub async fn route(
         (Method::Post | Method::Get, p) if subscription_path(p).is_some() => {
             subscription(&mut answer, &request, &params).await
         }
+        (Method::Post, p) if token_path(p).is_some() => {
+            renew_token(&mut answer, &request, &params).await
+        }
         (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
             websocket::refuse(&mut answer, HandshakeError::BadMethod).await
         }
@@ -105,6 +108,7 @@ pub async fn route(
         (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
         (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
         (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,
+        (_, p) if token_path(p).is_some() => answer.not_allowed("POST, OPTIONS").await,
         _ => answer.refuse(Refusal::NotFound).await,
     }
 }

@@ -27,6 +27,44 @@ pub(super) fn subscription_path(p: &str) -> Option<(&str, bool)> {
     }
 }
 
+/// `/tunnel/<id>/token` → `id`.
+pub(super) fn token_path(p: &str) -> Option<&str> {
+    p.strip_prefix(path::PRIVATE_PREFIX)?.strip_suffix("/token")
+}
+
+/// `POST /tunnel/<id>/token`: a fresh token (carried as when opening: `Authorization: Bearer`,
+/// the cookie or `?token=`) for a tunnel whose token is about to expire. The token's `sub` must
+/// be the tunnel's; its grant replaces the old one. Answers `{"ok":true,"exp":<unix seconds>}`.
+pub(super) async fn renew_token(
+    answer: &mut Answer<'_>,
+    request: &Request,
+    params: &Params<'_>,
+) -> Next {
+    if !answer.shard.shared.auth.origin_allowed(&request.head) {
+        return answer.refuse(Refusal::OriginNotAllowed).await;
+    }
+    match renew(answer.shard, request, params) {
+        Ok(Routed::Here(exp_s)) => {
+            let body = format!(r#"{{"ok":true,"exp":{exp_s}}}"#);
+            answer.json(200, body.as_bytes()).await
+        }
+        Ok(Routed::Handoff(to)) => Next::Handoff(to, Box::new(request.clone())),
+        Err(refusal) => answer.refuse(refusal).await,
+    }
+}
+
+fn renew(shard: &Shard, request: &Request, params: &Params<'_>) -> Result<Routed<u64>, Refusal> {
+    let tunnel = token_path(request.head.path()).ok_or(Refusal::NotFound)?;
+    let id = match local_tunnel(shard, tunnel)? {
+        Routed::Here(id) => id,
+        Routed::Handoff(to) => return Ok(Routed::Handoff(to)),
+    };
+    let grant = tunnel_user(shard, request, params, &id)?.ok_or(Refusal::TokensOff)?;
+    let exp_s = grant.exp_s;
+    shard.set_grant(&id, std::rc::Rc::new(grant));
+    Ok(Routed::Here(exp_s))
+}
+
 /// Client fields from a POST JSON body or GET query parameters.
 fn client_fields(
     shard: &Shard,
@@ -77,6 +115,9 @@ fn tunnel_user(
     let Some(grant) = shard.shared.auth.check_request(&request.head, params)? else {
         return Ok(None);
     };
+    if !shard.tunnel_exists(id) {
+        return Err(Refusal::UnknownTunnel);
+    }
     match shard.grant_of(id) {
         Some(held) if held.sub == grant.sub => Ok(Some(grant)),
         _ => Err(Refusal::TunnelNotYours),

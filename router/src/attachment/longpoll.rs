@@ -7,8 +7,8 @@ use monoio::net::TcpStream;
 use super::{count_kick, take_gap, written, Binding, Event, Next, Step};
 use crate::net::sock::send_all;
 use crate::shard::Shard;
-use crate::tunnel::Attention;
-use crate::wire::datagram::{Datagram, GAP, KEEPALIVE};
+use crate::tunnel::{Attention, Kick};
+use crate::wire::datagram::{Datagram, GAP, KEEPALIVE, TOKEN_EXPIRED};
 use crate::wire::format::put_poll_answer;
 use crate::wire::http1::write_full;
 
@@ -37,6 +37,11 @@ impl Poll {
             Ok(Attention::Data) => self.answer(binding, shard, stream, &[]).await,
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
                 self.answer(binding, shard, stream, &[KEEPALIVE]).await
+            }
+            Err(Kick::TokenExpired) => {
+                count_kick(shard, Kick::TokenExpired);
+                // Only the news: what is queued waits for a poll with a fresh token.
+                self.answer_only(binding, stream, TOKEN_EXPIRED).await
             }
             Err(kick) => {
                 count_kick(shard, kick);
@@ -74,6 +79,21 @@ impl Poll {
             .copied()
             .chain(gap.then_some(GAP))
             .chain(queued.iter().map(|d| d.json()));
+        self.send_answer(binding, stream, messages).await
+    }
+
+    /// Answers a poll with one control datagram and nothing of the queue.
+    async fn answer_only(&self, binding: &Binding, stream: &TcpStream, control: &[u8]) -> Next {
+        self.send_answer(binding, stream, std::iter::once(control))
+            .await
+    }
+
+    async fn send_answer<'m>(
+        &self,
+        binding: &Binding,
+        stream: &TcpStream,
+        messages: impl Iterator<Item = &'m [u8]>,
+    ) -> Next {
         let jsonp = self.jsonp.then_some(binding.cb.as_str());
         let mut body = BytesMut::new();
         put_poll_answer(&mut body, jsonp, binding.id.text().as_str(), messages);

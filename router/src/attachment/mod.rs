@@ -235,7 +235,7 @@ impl Binding {
                 count_kick(shard, kick);
                 false
             }
-            Kick::Replaced | Kick::Stopping => {
+            Kick::Replaced | Kick::Stopping | Kick::TokenExpired => {
                 let grace = Duration::from_millis(shard.config().keepalive_ms);
                 matches!(bounded(grace, write).await, Ok(true))
             }
@@ -282,6 +282,7 @@ fn count_kick(shard: &Shard, kick: Kick) {
         Kick::SlowConsumer => &shard.metrics.slow_consumer,
         Kick::Replaced => &shard.metrics.replaced,
         Kick::Stopping => &shard.metrics.closed_by_stop,
+        Kick::TokenExpired => &shard.metrics.token_expired,
     };
     Metrics::add(counter, 1);
 }

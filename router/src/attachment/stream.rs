@@ -13,7 +13,7 @@ use crate::net::sock::send_all;
 use crate::shard::stop::Ending;
 use crate::shard::Shard;
 use crate::tunnel::{Attention, Kick};
-use crate::wire::datagram::{Datagram, GAP};
+use crate::wire::datagram::{Datagram, GAP, TOKEN_EXPIRED};
 use crate::wire::format::Format;
 use crate::wire::http1::{ResponseBody, ResponseHead};
 
@@ -135,6 +135,19 @@ impl Stream {
                     Kick::SlowConsumer => Step::End(Next::Close),
                     // The stream ends cleanly: its client re-attaches (elsewhere) with `last`.
                     Kick::Replaced | Kick::Stopping => {
+                        Step::End(self.finish(binding, shard, stream).await)
+                    }
+                    Kick::TokenExpired => {
+                        let mut out = BytesMut::new();
+                        let start = chunk_begin(self.chunked, &mut out);
+                        let id_text = binding.id.text();
+                        let env = binding.env(&id_text);
+                        self.format
+                            .put_datagram(&mut out, TOKEN_EXPIRED, None, &env);
+                        chunk_end(self.chunked, &mut out, start);
+                        if !send_all(stream, out).await {
+                            return Step::End(Next::Close);
+                        }
                         Step::End(self.finish(binding, shard, stream).await)
                     }
                 }

@@ -21,7 +21,7 @@ use crate::refusal::Refusal;
 use crate::shard::stop::Ending;
 use crate::shard::{PublishError, Published, Shard};
 use crate::tunnel::{Attention, Kick};
-use crate::wire::datagram::{Datagram, GAP};
+use crate::wire::datagram::{Datagram, GAP, TOKEN_EXPIRED};
 use crate::wire::http1::write_full;
 use crate::wire::json;
 use crate::wire::websocket::close::put_close;
@@ -34,6 +34,7 @@ use crate::wire::websocket::{Limits, OpCode, WsError};
 /// Close codes we send (RFC 6455 §7.4.1; 1012 from the IANA registry).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
 const CLOSE_SERVICE_RESTART: u16 = 1012;
 
 /// Answers a refused upgrade with its status (400, 426) and a JSON error, then closes.
@@ -309,6 +310,14 @@ impl WsState {
                 match kick {
                     Kick::SlowConsumer => Step::End(Next::Close),
                     Kick::Replaced => Step::End(boxed_fail(stream, CLOSE_NORMAL, "replaced").await),
+                    Kick::TokenExpired => {
+                        let mut out = BytesMut::new();
+                        put_message(&mut out, OpCode::Text, TOKEN_EXPIRED, self.deflate);
+                        if !send_all(stream, out).await {
+                            return Step::End(Next::Close);
+                        }
+                        Step::End(boxed_fail(stream, CLOSE_POLICY, "token expired").await)
+                    }
                     Kick::Stopping => {
                         let (code, reason) = match shard.stopping.ending() {
                             Some(Ending::Drain) => (CLOSE_SERVICE_RESTART, "service restart"),

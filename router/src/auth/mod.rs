@@ -25,6 +25,11 @@ pub const GRANT_PATTERNS_MAX: usize = 64;
 /// Longest `sub` accepted: it is kept per user and compared at every re-attach.
 pub const SUB_BYTES_MAX: usize = 255;
 
+/// Seconds since the Unix epoch, the clock of a token's `exp`.
+pub fn unix_now_s() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
 /// Why a token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {

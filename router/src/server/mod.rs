@@ -366,6 +366,9 @@ async fn cull_task(shard: Rc<Shard>) {
         monoio::time::sleep(Duration::from_millis(period_ms)).await;
         shard.cull_expired();
         shard.flush_user_releases();
+        if shard.shared.auth.tokens_required() {
+            shard.expire_grants(crate::auth::unix_now_s());
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! A shard opening a tunnel for a user homed elsewhere asks the home through the mesh ring and
 //! waits for its answer; a culled tunnel's count is given back the same way.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
@@ -26,6 +27,9 @@ pub(super) struct Users {
     grants: HashMap<u32, Rc<Grant>>,
     /// Tunnels held on the node by each user homed on this shard.
     counts: HashMap<Box<str>, u32>,
+    /// When each grant's token expires (`exp` + leeway, Unix seconds), with the tunnel's slot and
+    /// secret; an entry whose grant was since renewed, or whose tunnel is gone, is skipped.
+    expiries: BinaryHeap<Reverse<(u64, u32, u64)>>,
     /// Releases owed to other home shards whose ring was full; retried by the cull task.
     releases_pending: Vec<(usize, Box<str>)>,
     /// New-tunnel bucket: micro-tokens, and when it was last refilled.
@@ -127,9 +131,48 @@ impl Shard {
         self.users.borrow().counts.get(sub).copied().unwrap_or(0)
     }
 
-    /// Records the grant tunnel `id` was opened or re-attached with.
+    /// Records the grant tunnel `id` was opened or re-attached with (or renewed by
+    /// `POST /tunnel/<id>/token`).
     pub fn set_grant(&self, id: &TunnelId, grant: Rc<Grant>) {
-        self.users.borrow_mut().grants.insert(id.slot, grant);
+        let expires_s = grant.exp_s.saturating_add(self.config().auth.leeway_s);
+        let mut users = self.users.borrow_mut();
+        users
+            .expiries
+            .push(Reverse((expires_s, id.slot, id.secret)));
+        users.grants.insert(id.slot, grant);
+    }
+
+    /// Tells the connection attached to every tunnel whose token expired by `now_s` (Unix
+    /// seconds) and was not renewed that it must go (`Kick::TokenExpired`). The tunnel stays, for
+    /// a re-attach with a fresh token. Returns how many were told.
+    pub fn expire_grants(&self, now_s: u64) -> usize {
+        let mut told = 0;
+        loop {
+            let due = {
+                let mut users = self.users.borrow_mut();
+                match users.expiries.peek() {
+                    Some(&Reverse(entry)) if entry.0 <= now_s => {
+                        users.expiries.pop();
+                        entry
+                    }
+                    _ => break,
+                }
+            };
+            let (expires_s, slot, secret) = due;
+            let id = TunnelId {
+                shard: self.id,
+                slot,
+                secret,
+            };
+            let leeway_s = self.config().auth.leeway_s;
+            let current = self
+                .grant_of(&id)
+                .is_some_and(|g| g.exp_s.saturating_add(leeway_s) == expires_s);
+            if current && self.with_tunnel(&id, |t| t.kick_for_expiry()).is_some() {
+                told += 1;
+            }
+        }
+        told
     }
 
     /// The grant tunnel `id` holds, when it was opened with a token.

@@ -187,6 +187,8 @@ pub fn tunnel_control(tunnel_id: &str, new: bool, keepalive_ms: u64) -> Bytes {
 pub const KEEPALIVE: &[u8] = br#"{"type":"keepalive"}"#;
 /// Sent before a replay when the requested `last` id is no longer in the replay buffer.
 pub const GAP: &[u8] = br#"{"type":"gap"}"#;
+/// Control datagram sent before a connection is closed because its tunnel's token expired.
+pub const TOKEN_EXPIRED: &[u8] = br#"{"type":"error","error":"token expired"}"#;
 
 #[cfg(test)]
 mod tests {
