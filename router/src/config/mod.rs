@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::wire::template::{Part, Template};
 
+mod reload;
 mod validate;
+pub use reload::{Reloaded, RELOADABLE_KEYS};
 use validate::invalid;
 
 const KIB: usize = 1024;
