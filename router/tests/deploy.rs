@@ -1,7 +1,8 @@
-//! What ships in deploy/: the example configuration names every key at its default (so it
-//! cannot drift from the code), the systemd unit has the settings docs/operations.md relies on
-//! and passes `systemd-analyze verify` where systemd is installed, and the router tells the
-//! service manager it is ready (then stopping) through `NOTIFY_SOCKET`.
+//! What ships in deploy/: the example configuration names every key at its default and marks
+//! the ones a reload cannot change (so it cannot drift from the code), the systemd unit has the
+//! settings docs/operations.md relies on and passes `systemd-analyze verify` where systemd is
+//! installed, and the router tells the service manager it is ready (then stopping) through
+//! `NOTIFY_SOCKET`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -12,12 +13,13 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use router::config::Config;
+use router::config::{Config, RELOADABLE_KEYS};
 use support::process::RouterProcess;
 
 fn deploy(file: &str) -> PathBuf {
@@ -80,6 +82,42 @@ fn every_key_of_the_example_config_has_a_comment() {
         }
     }
     assert!(keys >= config_keys().len(), "{keys} keys seen");
+}
+
+#[test]
+fn the_example_config_marks_the_keys_a_reload_cannot_change() {
+    // Each top-level key and table, with the comment lines just above it.
+    let mut comment: Vec<&str> = Vec::new();
+    let mut in_table = false;
+    let mut seen = BTreeSet::new();
+    for line in text("router.toml").lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            comment.push(line);
+            continue;
+        }
+        let key = match line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            Some(table) => {
+                in_table = true;
+                Some(table)
+            }
+            None if in_table => None,
+            None => line.split_once(" = ").map(|(key, _)| key),
+        };
+        if let Some(key) = key {
+            let marked = comment.iter().any(|c| c.contains("(restart)"));
+            let reloads = RELOADABLE_KEYS.contains(&key);
+            assert_eq!(
+                marked, !reloads,
+                "deploy/router.toml: `{key}` must be marked (restart) exactly when a reload \
+                 cannot change it (config::RELOADABLE_KEYS)"
+            );
+            seen.insert(key.to_owned());
+        }
+        comment.clear();
+    }
+    let keys: BTreeSet<String> = config_keys().into_iter().collect();
+    assert_eq!(seen, keys);
 }
 
 /// `Key=value` settings of the unit.
