@@ -130,8 +130,7 @@ pub fn start(config: Config) -> io::Result<Server> {
         match thread {
             Ok(thread) => threads.push(thread),
             Err(e) => {
-                stop.stop(Ending::Stop, 0);
-                threads.into_iter().for_each(|t| drop(t.join()));
+                abandon(&stop, threads);
                 return Err(e);
             }
         }
@@ -143,8 +142,7 @@ pub fn start(config: Config) -> io::Result<Server> {
             Ok(Ok("epoll")) => io_driver = "epoll",
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                stop.stop(Ending::Stop, 0);
-                threads.into_iter().for_each(|t| drop(t.join()));
+                abandon(&stop, threads);
                 return Err(e);
             }
             Err(_) => break,
@@ -157,6 +155,14 @@ pub fn start(config: Config) -> io::Result<Server> {
         stop,
         threads,
     })
+}
+
+/// Stops the shards a failed start-up has started, and waits for their threads.
+fn abandon(stop: &Stop, threads: Vec<JoinHandle<()>>) {
+    stop.stop(Ending::Stop, 0);
+    for thread in threads {
+        let _ = thread.join();
+    }
 }
 
 /// SO_REUSEPORT would let us share a port another process (of the same user) already listens
