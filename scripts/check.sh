@@ -5,13 +5,15 @@
 # gate (router against the raw baseline, compared with results/gate/baseline.json), and a
 # shrunk run of the comparison with Nchan and Pushpin (installed by peers.py when missing).
 # Installs the third-party peers the tests use when they are missing: PyPI `kosoku` (Autobahn
-# cases), `websockets`, `prometheus-client` (its text-format parser reads /metrics), `pyjwt` and
-# `cryptography` (scripts/auth mints the test tokens), and npm `ws` (scripts/interop).
+# cases), `websockets`, `prometheus-client` (its text-format parser reads /metrics),
+# `promql-parser` (reads the Grafana dashboard's queries), `pyjwt` and `cryptography`
+# (scripts/auth mints the test tokens), and npm `ws` (scripts/interop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! python3 -c 'import kosoku, websockets, prometheus_client, jwt, cryptography' 2>/dev/null; then
+if ! python3 -c 'import kosoku, websockets, prometheus_client, promql_parser, jwt, cryptography' \
+    2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check kosoku==0.1.0 websockets==17.4 \
-    prometheus-client==0.26.0 pyjwt==2.15.1 cryptography==48.0.0
+    prometheus-client==0.26.0 promql-parser==0.11.0 pyjwt==2.15.1 cryptography==48.0.0
 fi
 if [ ! -d scripts/interop/node_modules/ws ]; then
   npm ci --prefix scripts/interop --no-audit --no-fund

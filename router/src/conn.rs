@@ -343,12 +343,14 @@ mod idle_budget {
             let client = monoio::net::TcpStream::connect(addr)
                 .await
                 .expect("connect");
-            let shared = Arc::new(crate::shard::Shared {
-                config: crate::config::Config::default(),
-                formats: Default::default(),
-                metrics: vec![Default::default()],
-                auth: crate::auth::Auth::open(),
-            });
+            let shared = Arc::new(crate::shard::Shared::new(
+                1,
+                crate::shard::settings::Settings {
+                    config: crate::config::Config::default(),
+                    formats: Default::default(),
+                },
+                crate::auth::Auth::open(),
+            ));
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);
             let shard = crate::shard::Shard::new(0, shared, vec![None], wakers);
             let peer = super::Peer::of(addr);

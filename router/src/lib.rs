@@ -7,7 +7,7 @@
 //! it (docs/architecture.md, "Layers"; `tests/layers.rs` checks it):
 //! - [`server`]: bootstrap and stop, the only place that starts threads and runtimes (a thread,
 //!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, cull and timer tasks);
-//!   [`server::service`]: signals, the drain, and readiness told to systemd.
+//!   [`server::service`]: signals, the drain, the reload (SIGHUP), and readiness told to systemd.
 //! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
 //!   linger on close, and the attachment's wait.
 //! - [`api`]: the route table, preflights, metrics and the demo page; [`api::publish`]:
@@ -25,7 +25,8 @@
 //!   its status, text, close code, metrics label and blame.
 //! - [`shard`]: one core's tunnels, subscriptions, publish path, deadlines and culling;
 //!   [`shard::mesh`] wires the bounded SPSC rings between shards, finds a tunnel's owner shard
-//!   and carries handoffs; [`shard::stop`] is the stop signal.
+//!   and carries handoffs; [`shard::stop`] is the stop signal; [`shard::settings`] holds the
+//!   settings a reload replaces, of which each shard reads its own copy.
 //! - [`tunnel`]: a tunnel's state: replay buffer (which is also its send queue), cursor,
 //!   attachment, event rate limit.
 //! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not
@@ -33,7 +34,8 @@
 //! - [`auth`]: tokens (JWT) and the grant each carries, the Origin allow-list, publisher keys.
 //! - [`metrics`]: per-shard counters.
 //! - [`os`]: process settings applied at start-up (the open-files limit).
-//! - [`config`]: the one validated configuration (TOML file + command-line overrides).
+//! - [`config`]: the one validated configuration (TOML file + command-line overrides), and which
+//!   of its keys a reload changes.
 //! - [`pubsub`]: path validation, patterns, and the subscription registry.
 //! - [`wire`]: sans-IO codecs: HTTP/1.1, query strings, JSON, datagrams, formats, templates.
 

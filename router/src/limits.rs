@@ -76,6 +76,15 @@ pub const DRAIN_RETRY_MS_MIN: u64 = 1000;
 /// drained router come back over these seconds rather than all in the same one.
 pub const DRAIN_RETRY_SPREAD_MS: u64 = 4000;
 
+// ----- Reload ------------------------------------------------------------------------------
+
+/// How long a reload waits for every shard to pick the new settings up before it logs how
+/// many have: a shard takes them between two of its tasks, within microseconds unless it is
+/// stuck, and a stuck shard must not hold the signal loop (and so a stop) for long.
+pub const RELOAD_WAIT_MS: u64 = 1000;
+/// How often it looks whether they have.
+pub const RELOAD_POLL_MS: u64 = 1;
+
 // ----- Shard tasks -----------------------------------------------------------------------------
 
 /// Most messages a shard takes from its rings before letting its connections run.
@@ -113,4 +122,5 @@ const _: () = {
     assert!(STOP_POLL_MS < STOP_WAIT_MS && CLOSE_WAIT_MS < STOP_WAIT_MS);
     assert!(DRAIN_RETRY_SPREAD_MS > 0);
     assert!(ADMISSION_RETRY_S_MIN >= 1 && ADMISSION_RETRY_S_MIN < ADMISSION_RETRY_S_MAX);
+    assert!(RELOAD_POLL_MS < RELOAD_WAIT_MS);
 };

@@ -1,4 +1,5 @@
-//! The `router` binary: parses the configuration, raises the open-files limit, starts the shards.
+//! The `router` binary: parses the configuration, raises the open-files limit, starts the shards,
+//! then runs as a service (signals: drain, reload).
 
 use mimalloc::MiMalloc;
 use router::config::{Config, ConfigError};
@@ -30,7 +31,9 @@ extern "C" fn tune_allocator() {
 static TUNE_ALLOCATOR: extern "C" fn() = tune_allocator;
 
 fn main() {
-    let config = match Config::from_args(std::env::args().skip(1)) {
+    // Kept for SIGHUP, which reads the same file and applies the same flags again.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match Config::from_args(args.iter().cloned()) {
         Ok(c) => c,
         Err(ConfigError::Help) => {
             println!("{}", Config::usage());
@@ -44,7 +47,19 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let logging = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_filter_reloading();
+    let log_filter = logging.reload_handle();
+    logging.init();
+    let reloading = router::server::service::Reloading {
+        args,
+        set_log: Box::new(move |directive| {
+            let filter = tracing_subscriber::EnvFilter::try_new(directive)
+                .map_err(|e| format!("{directive:?} is not a log filter: {e}"))?;
+            log_filter.reload(filter).map_err(|e| e.to_string())
+        }),
+    };
     let files_max = router::os::raise_open_files_limit();
     tracing::info!(
         files_max,
@@ -54,9 +69,14 @@ fn main() {
     tracing::info!(config = ?config, "effective configuration");
     match router::server::start(config) {
         Ok(server) => {
-            tracing::info!(addr = %server.addr, shards = server.shared.metrics.len(), "listening");
-            // Until SIGTERM or SIGINT, then a drain (docs/operations.md).
-            std::process::exit(router::server::service::run(server));
+            tracing::info!(
+                addr = %server.addr,
+                shards = server.shared.metrics.len(),
+                io_driver = %server.io_driver,
+                "listening"
+            );
+            // Until SIGTERM or SIGINT, then a drain; SIGHUP reloads (docs/operations.md).
+            std::process::exit(router::server::service::run(server, &reloading));
         }
         Err(e) => {
             eprintln!("router: cannot start: {e}");

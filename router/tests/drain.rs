@@ -135,9 +135,15 @@ fn sigterm_drains_a_thousand_tunnels_over_three_transports() {
     assert!(eventually(|| attached(addr, "longpoll") == POLLS as u64));
     assert_eq!(attached(addr, "ws"), WS as u64);
     assert_eq!(attached(addr, "sse"), SSE as u64);
-    // A request on its way when the drain begins: its head is completed after.
+    // A request on its way when the drain begins: its head is completed after. The connection
+    // is served once first, so that the shard has accepted it (a connection still in the
+    // listener's queue is reset when the listener closes), and the first half of the head is
+    // given time to be read.
     let mut ready = Client::new(addr);
+    ready.get("/healthz");
+    assert_eq!(ready.response().0.status, 200);
     ready.send(b"GET /readyz HTTP/1.1\r\nHost: t\r\n");
+    std::thread::sleep(Duration::from_millis(50));
 
     signal(&router, libc::SIGTERM);
     let signalled = Instant::now();

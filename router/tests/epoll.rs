@@ -1,5 +1,6 @@
 //! The epoll fallback driver (`--io-driver epoll`) serves the same protocol: streams, parked
-//! long-polls, and connections handed to the owner shard.
+//! long-polls, and connections handed to the owner shard. The start-up log says which driver
+//! the shards run on.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,6 +10,7 @@
 )]
 
 mod support;
+use support::process::RouterProcess;
 use support::*;
 
 fn sse_tunnel(s: &mut Stream) -> String {
@@ -61,4 +63,26 @@ fn streams_polls_and_handoffs_on_epoll() {
     assert_eq!(head.status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["messages"][0]["id"], pid.as_str());
+}
+
+#[test]
+fn the_start_up_log_names_the_driver_in_use() {
+    let router = RouterProcess::start(&["--io-driver", "epoll"]);
+    let line = router.log_line_after(0, "listening");
+    assert!(
+        line.contains("shards=2 io_driver=epoll"),
+        "the driver asked for: {line}"
+    );
+    // `auto` runs on io_uring where it can be set up, and says so when it cannot.
+    let router = RouterProcess::start(&["--io-driver", "auto"]);
+    let line = router.log_line_after(0, "listening");
+    if monoio::utils::detect_uring() {
+        assert!(line.contains("shards=2 io_driver=io_uring"), "{line}");
+    } else {
+        assert!(line.contains("shards=2 io_driver=epoll"), "{line}");
+        router.log_line_after(
+            0,
+            "io_uring is unavailable; falling back to the epoll driver",
+        );
+    }
 }

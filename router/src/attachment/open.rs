@@ -48,7 +48,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     let format = match params.get("format") {
         _ if websocket => Format::Ndjson,
         None => return answer.refuse(Refusal::MissingFormat).await,
-        Some(name) => match shard.shared.formats.get(name) {
+        Some(name) => match shard.formats().get(name) {
             Some(format) => format,
             None => return answer.refuse(Refusal::UnknownFormat).await,
         },

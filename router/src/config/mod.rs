@@ -9,8 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::wire::template::{Part, Template};
 
 mod auth;
+mod reload;
 mod validate;
 pub use auth::{AuthConfig, AuthMode, TUNNELS_PER_SUB_CEILING};
+pub use reload::{Reloaded, RELOADABLE_KEYS};
 use validate::invalid;
 
 const KIB: usize = 1024;

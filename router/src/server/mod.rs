@@ -25,6 +25,7 @@ use crate::config::{Config, IoDriver};
 use crate::conn;
 use crate::metrics::Metrics;
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
+use crate::shard::settings::Settings;
 use crate::shard::stop::{Ending, Stop};
 use crate::shard::{Shard, Shared};
 use crate::wire::format::{CustomFormat, Formats};
@@ -34,6 +35,9 @@ use crate::wire::template::Template;
 pub struct Server {
     /// The address every shard listens on.
     pub addr: SocketAddr,
+    /// The I/O driver the shard runtimes use: `io_uring`, or `epoll` (configured, or the
+    /// fallback where io_uring cannot be set up).
+    pub io_driver: &'static str,
     pub shared: Arc<Shared>,
     stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
@@ -67,7 +71,7 @@ impl Server {
 }
 
 /// Builds the custom formats of the configuration.
-fn custom_formats(config: &Config) -> io::Result<Formats> {
+pub(crate) fn custom_formats(config: &Config) -> io::Result<Formats> {
     let mut formats = Vec::new();
     for (name, f) in &config.formats {
         let parse = |text: &str| {
@@ -106,15 +110,7 @@ pub fn start(config: Config) -> io::Result<Server> {
         addr = listener.local_addr()?;
         listeners.push(listener);
     }
-    let shared = Arc::new(Shared {
-        metrics: (0..shard_count)
-            .map(|_| Arc::new(Metrics::default()))
-            .collect(),
-        formats,
-        config,
-        auth,
-    });
-    match shared.config.io_driver {
+    match config.io_driver {
         IoDriver::Auto if !monoio::utils::detect_uring() => {
             tracing::warn!("io_uring is unavailable; falling back to the epoll driver");
         }
@@ -126,23 +122,55 @@ pub fn start(config: Config) -> io::Result<Server> {
         }
         _ => {}
     }
-    let ends = mesh::build(shard_count, shared.config.shard_ring_slots);
+    let ends = mesh::build(shard_count, config.shard_ring_slots);
+    let shared = Arc::new(Shared::new(shard_count, Settings { config, formats }, auth));
     let stop = Arc::new(Stop::new(shard_count));
     let mut threads = Vec::with_capacity(shard_count);
+    // Each shard says which driver its runtime got (or why it has none) before it serves.
+    let (drivers, started) = std::sync::mpsc::channel();
     for (i, (listener, end)) in listeners.into_iter().zip(ends).enumerate() {
         let shared = shared.clone();
-        let stop = stop.clone();
+        let shard_stop = stop.clone();
+        let driver = drivers.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
-            .spawn(move || run_shard(i as u16, shared, listener, end, &stop))?;
-        threads.push(thread);
+            .spawn(move || run_shard(i as u16, shared, listener, end, &shard_stop, driver));
+        match thread {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                abandon(&stop, threads);
+                return Err(e);
+            }
+        }
+    }
+    drop(drivers);
+    let mut io_driver = "io_uring";
+    for _ in 0..shard_count {
+        match started.recv() {
+            Ok(Ok("epoll")) => io_driver = "epoll",
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                abandon(&stop, threads);
+                return Err(e);
+            }
+            Err(_) => break,
+        }
     }
     Ok(Server {
         addr,
+        io_driver,
         shared,
         stop,
         threads,
     })
+}
+
+/// Stops the shards a failed start-up has started, and waits for their threads.
+fn abandon(stop: &Stop, threads: Vec<JoinHandle<()>>) {
+    stop.stop(Ending::Stop, 0);
+    for thread in threads {
+        let _ = thread.join();
+    }
 }
 
 /// SO_REUSEPORT would let us share a port another process (of the same user) already listens
@@ -210,22 +238,32 @@ fn build_runtime(driver: IoDriver, entries: u32) -> io::Result<ShardRuntime> {
     }
 }
 
-/// Runs shard `id` until the server is stopped.
+/// Runs shard `id` until the server is stopped. `started` is told the runtime's driver, or why
+/// the shard cannot run.
 fn run_shard(
     id: u16,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
     end: MeshEnd,
     stop: &Stop,
+    started: std::sync::mpsc::Sender<io::Result<&'static str>>,
 ) {
-    let runtime = build_runtime(shared.config.io_driver, shared.config.uring_entries);
+    let (_, settings) = shared.settings.get();
+    let runtime = build_runtime(settings.config.io_driver, settings.config.uring_entries);
+    drop(settings);
     let mut runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {
-            tracing::error!(shard = id, error = %e, "cannot build the shard runtime");
+            let e = io::Error::new(e.kind(), format!("cannot build shard {id}'s runtime: {e}"));
+            let _ = started.send(Err(e));
             return;
         }
     };
+    let driver = match &runtime {
+        monoio::FusionRuntime::Uring(_) => "io_uring",
+        monoio::FusionRuntime::Legacy(_) => "epoll",
+    };
+    let _ = started.send(Ok(driver));
     runtime.block_on(async move {
         let MeshEnd {
             outgoing,
@@ -236,6 +274,7 @@ fn run_shard(
         monoio::spawn(mesh_task(shard.clone(), incoming));
         monoio::spawn(cull_task(shard.clone()));
         monoio::spawn(timer_task(shard.clone()));
+        monoio::spawn(settings_task(shard.clone()));
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -258,11 +297,11 @@ fn run_shard(
         // The tasks hold the shard and the shard holds their wakers: drop the tunnels (and
         // their wakers) before the runtime goes.
         shard.clear();
+        shard.shared.settings.forget(usize::from(id));
     });
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
-    let max = shard.config().connections_per_shard_max as u64;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -270,7 +309,8 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                     .metrics
                     .connections_open
                     .load(std::sync::atomic::Ordering::Relaxed);
-                if open >= max {
+                // Read per accept, so that a reload changes it.
+                if open >= shard.config().connections_per_shard_max as u64 {
                     Metrics::add(&shard.metrics.connections_refused, 1);
                     drop(stream);
                     continue;
@@ -390,6 +430,18 @@ async fn timer_task(shard: Rc<Shard>) {
                 }
             }) => {},
         }
+    }
+}
+
+/// Swaps in the settings of each reload (docs/operations.md, "Reload") and says so.
+async fn settings_task(shard: Rc<Shard>) {
+    let id = usize::from(shard.id);
+    let mut seen = 0;
+    loop {
+        let (generation, settings) = shard.shared.settings.newer(id, seen).await;
+        shard.apply_settings(&settings);
+        seen = generation;
+        shard.shared.settings.applied(id, generation);
     }
 }
 

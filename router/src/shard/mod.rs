@@ -2,6 +2,7 @@
 //! Everything here is `!Send` and touched only by the shard's own thread.
 
 pub mod mesh;
+pub mod settings;
 pub mod stop;
 mod users;
 
@@ -58,13 +59,24 @@ pub enum TunnelError {
     RingFull,
 }
 
-/// Things every shard reads and nobody writes after start-up.
+/// What every shard reads: the counters, and the newest settings (which a reload replaces;
+/// a shard reads its own copy, [`Shard::config`]).
 pub struct Shared {
-    pub config: Config,
-    pub formats: Formats,
+    pub settings: settings::Latest,
     pub metrics: Vec<Arc<Metrics>>,
     /// Tokens, origins and publisher keys (`[auth]`).
     pub auth: Auth,
+}
+
+impl Shared {
+    /// For `shard_count` shards, starting with `settings`.
+    pub fn new(shard_count: usize, settings: settings::Settings, auth: Auth) -> Shared {
+        Shared {
+            settings: settings::Latest::new(shard_count, settings),
+            metrics: (0..shard_count).map(|_| Arc::default()).collect(),
+            auth,
+        }
+    }
 }
 
 struct State {
@@ -83,6 +95,9 @@ pub struct Shard {
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
     pub tunnel_limits: TunnelLimits,
+    /// The shard's copy of the newest settings, swapped by a reload; see [`Shard::config`].
+    config: RefCell<Rc<Config>>,
+    formats: RefCell<Rc<Formats>>,
     state: RefCell<State>,
     outgoing: RefCell<Vec<Option<Producer<ShardMsg>>>>,
     wakers: Arc<[atomic_waker::AtomicWaker]>,
@@ -116,7 +131,8 @@ impl Shard {
         outgoing: Vec<Option<Producer<ShardMsg>>>,
         wakers: Arc<[atomic_waker::AtomicWaker]>,
     ) -> Rc<Shard> {
-        let c = &shared.config;
+        let (_, settings) = shared.settings.get();
+        let c = &settings.config;
         let tunnel_limits = TunnelLimits {
             replay_datagrams_max: c.replay_datagrams_max,
             replay_bytes_max: c.replay_bytes_max,
@@ -130,6 +146,8 @@ impl Shard {
             id,
             metrics,
             tunnel_limits,
+            config: RefCell::new(Rc::new(settings.config.clone())),
+            formats: RefCell::new(Rc::new(settings.formats.clone())),
             shared,
             state: RefCell::new(State {
                 tunnels: Vec::new(),
@@ -157,8 +175,22 @@ impl Shard {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.shared.config
+    /// The configuration as of now. A reload swaps it: what reads it again (the next request,
+    /// connection, tunnel or keepalive) sees the new values, while a holder of this one keeps
+    /// it. The keys that need a restart never change here.
+    pub fn config(&self) -> Rc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// The formats a tunnel may ask for, as of now (like [`Shard::config`]).
+    pub fn formats(&self) -> Rc<Formats> {
+        self.formats.borrow().clone()
+    }
+
+    /// Serves with `settings` from now on (a reload reached this shard).
+    pub fn apply_settings(&self, settings: &settings::Settings) {
+        *self.config.borrow_mut() = Rc::new(settings.config.clone());
+        *self.formats.borrow_mut() = Rc::new(settings.formats.clone());
     }
 
     pub fn shard_count(&self) -> usize {
@@ -623,13 +655,40 @@ mod tests {
     use super::*;
 
     fn shard() -> Rc<Shard> {
-        let shared = Arc::new(Shared {
-            config: Config::default(),
-            formats: Formats::default(),
-            metrics: vec![Arc::default()],
-            auth: Auth::open(),
-        });
+        let shared = Arc::new(Shared::new(
+            1,
+            settings::Settings {
+                config: Config::default(),
+                formats: Formats::default(),
+            },
+            Auth::open(),
+        ));
         Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
+    }
+
+    #[test]
+    fn applied_settings_reach_new_readers_and_spare_old_holders() {
+        let shard = shard();
+        let before = shard.config();
+        assert!(shard.formats().get("mine").is_none());
+        let config = Config {
+            keepalive_ms: 500,
+            ..Config::default()
+        };
+        let template = |text: &str| crate::wire::template::Template::parse(text).unwrap();
+        let formats = Formats::new([crate::wire::format::CustomFormat {
+            name: "mine".to_owned(),
+            content_type: "text/plain".to_owned(),
+            header: template(""),
+            envelope: template("{json}"),
+            keepalive: template(""),
+            footer: template(""),
+            html_escape: false,
+        }]);
+        shard.apply_settings(&settings::Settings { config, formats });
+        assert_eq!(shard.config().keepalive_ms, 500);
+        assert!(shard.formats().get("mine").is_some());
+        assert_eq!(before.keepalive_ms, Config::default().keepalive_ms);
     }
 
     #[test]

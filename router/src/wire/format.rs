@@ -46,7 +46,7 @@ pub struct Envelope<'a> {
 }
 
 /// Formats by name: the built-ins and the configured custom ones.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Formats {
     custom: HashMap<String, Arc<CustomFormat>>,
 }
