@@ -98,6 +98,10 @@ pub const CULL_PERIOD_MS_MAX: u64 = 1000;
 pub const TIMER_SLEEP_MS_MAX: u64 = 1000;
 /// Bytes of OS randomness a shard draws at once for tunnel secrets (64 secrets per draw).
 pub const ENTROPY_POOL_BYTES: usize = 512;
+/// Tokens a shard remembers as verified (about 100 B of grant plus the patterns, and a 32-byte
+/// key each): enough for the returning clients of a reconnect storm on one shard to skip the
+/// signature check, small enough that a flood of distinct tokens costs at most a few MiB.
+pub const TOKEN_CACHE_ENTRIES_MAX: usize = 16_384;
 /// A new tunnel refused by admission control (`auth.tunnels_new_per_s`) is told to come back
 /// after a whole number of seconds drawn from this range: spread, so that a storm of refused
 /// clients returns over several seconds rather than all at once.

@@ -4,6 +4,8 @@
 
 use crate::admission;
 use crate::attachment::Next;
+use std::rc::Rc;
+
 use crate::auth::Grant;
 use crate::net::answer::Answer;
 use crate::net::request::Request;
@@ -61,7 +63,7 @@ fn renew(shard: &Shard, request: &Request, params: &Params<'_>) -> Result<Routed
     };
     let grant = tunnel_user(shard, request, params, &id)?.ok_or(Refusal::TokensOff)?;
     let exp_s = grant.exp_s;
-    shard.set_grant(&id, std::rc::Rc::new(grant));
+    shard.set_grant(&id, grant);
     Ok(Routed::Here(exp_s))
 }
 
@@ -111,8 +113,8 @@ fn tunnel_user(
     request: &Request,
     params: &Params<'_>,
     id: &TunnelId,
-) -> Result<Option<Grant>, Refusal> {
-    let Some(grant) = shard.shared.auth.check_request(&request.head, params)? else {
+) -> Result<Option<Rc<Grant>>, Refusal> {
+    let Some(grant) = shard.check_token(&request.head, params)? else {
         return Ok(None);
     };
     if !shard.tunnel_exists(id) {

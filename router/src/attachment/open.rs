@@ -95,8 +95,8 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         Some(Owner::Local(_)) | Some(Owner::Nowhere) | None => None,
     };
     // The token is checked where the tunnel lives, once the request reached its owner shard.
-    let grant = match auth.check_request(&request.head, params) {
-        Ok(grant) => grant.map(Rc::new),
+    let grant = match shard.check_token(&request.head, params) {
+        Ok(grant) => grant,
         Err(e) => return answer.refuse(Refusal::from(e)).await,
     };
     if let Some(grant) = &grant {

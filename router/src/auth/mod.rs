@@ -3,6 +3,7 @@
 //! on, its tunnel allowance), the Origin allow-list and the publisher keys. Pure checks, no
 //! I/O once loaded: the handlers decide when to call them.
 
+pub mod cache;
 pub mod keys;
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ use crate::pubsub::Pattern;
 use crate::wire::http1::RequestHead;
 use crate::wire::query::Params;
 
+pub use cache::TokenCache;
 pub use keys::KeyError;
 
 /// Name of the cookie a token may come in.
@@ -247,7 +249,28 @@ impl Auth {
             .filter(|t| !t.is_empty())
     }
 
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub fn leeway_s(&self) -> u64 {
+        self.leeway_s
+    }
+
+    /// The request's token when tokens are required (`Missing` without one); `Ok(None)` when
+    /// they are not.
+    pub fn request_token<'r>(
+        &self,
+        head: &'r RequestHead,
+        params: &'r Params<'_>,
+    ) -> Result<Option<&'r str>, TokenError> {
+        if !self.tokens_required {
+            return Ok(None);
+        }
+        Self::token_of(head, params)
+            .ok_or(TokenError::Missing)
+            .map(Some)
+    }
+
     /// The grant of the request's token when tokens are required; `Ok(None)` when they are not.
+    /// Uncached: a shard goes through its [`TokenCache`] instead.
     pub fn check_request(
         &self,
         head: &RequestHead,

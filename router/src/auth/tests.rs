@@ -243,3 +243,43 @@ fn key_files_are_checked_at_load() {
     assert!(e.to_string().starts_with("auth.jwks_file"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn the_cache_serves_a_verified_token_until_it_expires() {
+    let auth = auth_with(|c| c.leeway_s = 0);
+    let mut cache = TokenCache::new(2);
+    let now = now_s();
+    let token = sign(serde_json::json!({"sub": "a", "exp": now + 60}));
+    let first = cache.verify(&auth, &token, now).unwrap();
+    let again = cache.verify(&auth, &token, now).unwrap();
+    assert!(std::rc::Rc::ptr_eq(&first, &again), "served from the cache");
+    // Past its exp, the cached grant is not served: the token is verified again (by the
+    // library, on the real clock, where it is still valid, so a new grant comes back).
+    let later = cache.verify(&auth, &token, now + 61).unwrap();
+    assert!(!std::rc::Rc::ptr_eq(&first, &later), "verified anew");
+    let expired = sign(serde_json::json!({"sub": "a", "exp": now - 10}));
+    assert_eq!(
+        cache.verify(&auth, &expired, now).map(|_| ()),
+        Err(TokenError::Expired)
+    );
+    // A refused token is never cached; the oldest entry goes when the cache is full.
+    assert_eq!(
+        cache.verify(&auth, "garbage", now).map(|_| ()),
+        Err(TokenError::Invalid)
+    );
+    let tokens: Vec<String> = (0..3)
+        .map(|i| sign(serde_json::json!({"sub": format!("u{i}"), "exp": now + 60})))
+        .collect();
+    let grants: Vec<_> = tokens
+        .iter()
+        .map(|t| cache.verify(&auth, t, now).unwrap())
+        .collect();
+    assert_eq!(cache.len(), 2);
+    let newest = cache.verify(&auth, &tokens[2], now).unwrap();
+    assert!(std::rc::Rc::ptr_eq(&newest, &grants[2]));
+    let oldest = cache.verify(&auth, &tokens[0], now).unwrap();
+    assert!(
+        !std::rc::Rc::ptr_eq(&oldest, &grants[0]),
+        "evicted, verified anew"
+    );
+}

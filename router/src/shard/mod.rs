@@ -164,7 +164,7 @@ impl Shard {
             token_seq: Cell::new(0),
             entropy: RefCell::new((Vec::new(), 0)),
             read_buffers: RefCell::new(Vec::new()),
-            users: RefCell::default(),
+            users: RefCell::new(users::Users::new()),
             stopping: stop::Stopping::default(),
             timers: RefCell::new(Timers {
                 heap: BinaryHeap::new(),

@@ -11,8 +11,11 @@ use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-use crate::auth::Grant;
+use crate::auth::{Grant, TokenCache, TokenError};
+use crate::limits::TOKEN_CACHE_ENTRIES_MAX;
 use crate::tunnel::TunnelId;
+use crate::wire::http1::RequestHead;
+use crate::wire::query::Params;
 
 use super::mesh::ShardMsg;
 use super::{Shard, TunnelError};
@@ -20,8 +23,9 @@ use super::{Shard, TunnelError};
 /// Micro-tokens per token of the admission bucket: integer refills at any rate per shard.
 const ADMISSION_MICRO: u64 = 1_000_000;
 
-#[derive(Default)]
 pub(super) struct Users {
+    /// Tokens verified on this shard, for the next time they are presented.
+    tokens: TokenCache,
     /// The grant of each tunnel opened with a token, by slot. Empty when tokens are off, so an
     /// open router pays nothing per tunnel for it.
     grants: HashMap<u32, Rc<Grant>>,
@@ -37,11 +41,41 @@ pub(super) struct Users {
     admission_refilled_ms: u64,
 }
 
+impl Users {
+    pub(super) fn new() -> Users {
+        Users {
+            tokens: TokenCache::new(TOKEN_CACHE_ENTRIES_MAX),
+            grants: HashMap::new(),
+            counts: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            releases_pending: Vec::new(),
+            admission_micro: 0,
+            admission_refilled_ms: 0,
+        }
+    }
+}
+
 /// Why a new tunnel was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotAdmitted;
 
 impl Shard {
+    /// The grant of the request's token when tokens are required (`Ok(None)` when they are
+    /// not): verified once, then served from the shard's cache while it is unexpired.
+    pub fn check_token(
+        &self,
+        head: &RequestHead,
+        params: &Params<'_>,
+    ) -> Result<Option<Rc<Grant>>, TokenError> {
+        let auth = &self.shared.auth;
+        let Some(token) = auth.request_token(head, params)? else {
+            return Ok(None);
+        };
+        let now_s = crate::auth::unix_now_s();
+        let mut users = self.users.borrow_mut();
+        users.tokens.verify(auth, token, now_s).map(Some)
+    }
+
     /// The shard that counts `sub`'s tunnels.
     pub fn home_of(&self, sub: &str) -> usize {
         // SipHash with fixed keys: the same home on every shard, and across restarts.
