@@ -26,6 +26,8 @@ scripts/fuzz.sh --seconds 8
 cargo build --release -p router -p loadgen
 python3 scripts/autobahn.py
 python3 scripts/gate.py --rounds 3
+# A reconnect storm, shrunk: every re-attach replays its datagrams while new tunnels are paced.
+python3 scripts/storm.py --tunnels 2000 --new 600 --rate 100 > /dev/null
 # The side-by-side comparison, shrunk: every target must produce figures.
 compare_out=$(mktemp -d)
 python3 scripts/compare.py --quick --strict --out "$compare_out"

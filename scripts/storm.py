@@ -1,21 +1,23 @@
 #!/usr/bin/env python3
 """A reconnect storm against admission control: every tunnel drops at once and comes back at
-once, beside a crowd of new tunnels, while `auth.tunnels_new_per_s` is low.
+once, beside a crowd of new tunnels, while `tunnels_new_per_s` is low.
 
-Starts the router (release build) on a loopback port with `auth.tunnels_new_per_s = RATE`, then:
-1. opens TUNNELS SSE tunnels over PATHS paths (paced by the router: a 503 is retried after its
-   Retry-After), and reads each one's control datagram;
-2. drops every connection at once (RST), and publishes DATAGRAMS datagrams on every path while
+Starts the router (release build) on a loopback port from a config file, then:
+1. opens TUNNELS SSE tunnels over PATHS paths, with no admission limit yet, and reads each one's
+   control datagram;
+2. lowers `tunnels_new_per_s` to RATE by a reload (the file rewritten, SIGHUP), as an operator
+   would during an incident;
+3. drops every connection at once (RST), and publishes DATAGRAMS datagrams on every path while
    nobody is attached;
-3. at once: every tunnel re-attaches (`id`, `last` = its own id: nothing processed yet) while NEW
-   new tunnels are asked for;
-4. checks that every re-attach succeeded and received exactly the datagrams of its path, in
+4. at once: NEW new tunnels are asked for while every tunnel re-attaches (`id`, `last` = its own
+   id: nothing processed yet);
+5. checks that every re-attach succeeded and received exactly the datagrams of its path, in
    order, with no gap marker and no duplicate, and that new tunnels were paced: refused 503 with
    a Retry-After of 1-5 s beyond what RATE allows.
 
 Prints a JSON summary (and writes it with --out); exits 1 when a check fails.
 
-    python3 scripts/storm.py --tunnels 10000 --new 3000 --rate 2000 --out results/storm/run.json
+    python3 scripts/storm.py --tunnels 10000 --new 3000 --rate 200 --out results/storm/run.json
 """
 import argparse
 import asyncio
@@ -23,8 +25,11 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -159,12 +164,23 @@ async def run(args):
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.tunnels + args.new + 200 > hard:
         sys.exit(f"{args.tunnels + args.new} connections need more than the open-files limit {hard}")
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    config.write("tunnels_new_per_s = 0\n")
+    config.close()
     cmd = [
-        args.router, "--listen", f"{HOST}:{args.port}", "--shards", str(args.shards), "--log", "warn",
+        args.router, "--config", config.name, "--listen", f"{HOST}:{args.port}",
+        "--shards", str(args.shards), "--log", "info",
         "--keepalive-ms", "600000", "--tunnel-grace-ms", "600000",
-        "--set", f"auth.tunnels_new_per_s={args.rate}",
     ]
-    router = subprocess.Popen(cmd)
+    router = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    reloaded = threading.Event()
+
+    def watch_log():
+        for line in router.stdout:
+            if "configuration reloaded" in line and "tunnels_new_per_s" in line:
+                reloaded.set()
+
+    threading.Thread(target=watch_log, daemon=True).start()
     summary = {}
     try:
         for _ in range(100):
@@ -182,6 +198,12 @@ async def run(args):
             *(open_tunnel(args.port, paths[i % len(paths)], sem, stats) for i in range(args.tunnels))
         )
         open_s = time.monotonic() - started
+        # The operator lowers admission, without a restart.
+        with open(config.name, "w") as f:
+            f.write(f"tunnels_new_per_s = {args.rate}\n")
+        router.send_signal(signal.SIGHUP)
+        if not await asyncio.get_running_loop().run_in_executor(None, reloaded.wait, 10):
+            raise RuntimeError("the router did not report the reload")
         # Everyone drops at once.
         for _, writer in opened:
             writer.transport.abort()
@@ -194,9 +216,9 @@ async def run(args):
         storm_sem = asyncio.Semaphore(args.concurrency)
         storm_started = time.monotonic()
         await asyncio.gather(
+            *(new_tunnel(args.port, storm_sem, new) for _ in range(args.new)),
             *(reattach(args.port, t, ids[paths[i % len(paths)]], storm_sem, back)
               for i, (t, _) in enumerate(opened)),
-            *(new_tunnel(args.port, storm_sem, new) for _ in range(args.new)),
         )
         storm_s = time.monotonic() - storm_started
         # The burst is one second's worth; then RATE per second (integer refills: a little slack).
@@ -221,6 +243,7 @@ async def run(args):
             "datagrams_per_path": args.datagrams,
             "rate_new_per_s": args.rate,
             "opening": {"seconds": round(open_s, 1), "retries_after_503": stats["open_retries"]},
+            "reloaded_to_rate": args.rate,
             "storm": {
                 "seconds": round(storm_s, 2),
                 "reattached": back,
@@ -233,6 +256,7 @@ async def run(args):
     finally:
         router.terminate()
         router.wait(timeout=15)
+        os.unlink(config.name)
     return summary
 
 
@@ -245,7 +269,7 @@ def main():
     ap.add_argument("--paths", type=int, default=100)
     ap.add_argument("--datagrams", type=int, default=5, help="published on every path while dropped")
     ap.add_argument("--new", type=int, default=3000, help="new tunnels asked for during the storm")
-    ap.add_argument("--rate", type=int, default=2000, help="auth.tunnels_new_per_s")
+    ap.add_argument("--rate", type=int, default=200, help="tunnels_new_per_s during the storm")
     ap.add_argument("--concurrency", type=int, default=4000, help="connections in flight at once")
     ap.add_argument("--out")
     args = ap.parse_args()

@@ -102,7 +102,7 @@ pub const ENTROPY_POOL_BYTES: usize = 512;
 /// key each): enough for the returning clients of a reconnect storm on one shard to skip the
 /// signature check, small enough that a flood of distinct tokens costs at most a few MiB.
 pub const TOKEN_CACHE_ENTRIES_MAX: usize = 16_384;
-/// A new tunnel refused by admission control (`auth.tunnels_new_per_s`) is told to come back
+/// A new tunnel refused by admission control (`tunnels_new_per_s`) is told to come back
 /// after a whole number of seconds drawn from this range: spread, so that a storm of refused
 /// clients returns over several seconds rather than all at once.
 pub const ADMISSION_RETRY_S_MIN: u64 = 1;

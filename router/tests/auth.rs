@@ -84,7 +84,7 @@ publish_keys_file = "{d}/publish.keys"
 
 #[test]
 fn new_tunnels_are_paced_and_reattaches_are_not() {
-    let router = RouterProcess::start(&["--set", "auth.tunnels_new_per_s=2"]);
+    let router = RouterProcess::start(&["--tunnels-new-per-s", "2"]);
     blackbox(&["admission", &router.addr.to_string()]);
 }
 

@@ -11,8 +11,6 @@ use super::ConfigError;
 const LEEWAY_S_MAX: u64 = 300;
 /// Most tunnels one user may hold on a node, whatever a token claims.
 pub const TUNNELS_PER_SUB_CEILING: u32 = 1_000_000;
-/// Most new tunnels per second a node admits when admission is on.
-const TUNNELS_NEW_PER_S_MAX: u32 = 1_000_000;
 /// Most entries of `origins_allowed`: each request's Origin is compared with every one.
 const ORIGINS_ALLOWED_MAX: usize = 64;
 
@@ -50,9 +48,6 @@ pub struct AuthConfig {
     /// A file of bearer keys for `POST /publish`, one per line; "" for none (then only loopback
     /// peers without an `Origin` may publish).
     pub publish_keys_file: String,
-    /// New tunnels per second this node admits (spread over its shards); 0 = unlimited.
-    /// Re-attaches are never throttled.
-    pub tunnels_new_per_s: u32,
 }
 
 impl Default for AuthConfig {
@@ -68,7 +63,6 @@ impl Default for AuthConfig {
             tunnels_per_sub_max: 16,
             origins_allowed: Vec::new(),
             publish_keys_file: String::new(),
-            tunnels_new_per_s: 0,
         }
     }
 }
@@ -101,12 +95,6 @@ impl AuthConfig {
             return Err(invalid(
                 "auth.tunnels_per_sub_max",
                 format!("must be a whole number from 1 to {TUNNELS_PER_SUB_CEILING}"),
-            ));
-        }
-        if self.tunnels_new_per_s > TUNNELS_NEW_PER_S_MAX {
-            return Err(invalid(
-                "auth.tunnels_new_per_s",
-                format!("must be at most {TUNNELS_NEW_PER_S_MAX} (0 = unlimited)"),
             ));
         }
         if self.origins_allowed.len() > ORIGINS_ALLOWED_MAX {

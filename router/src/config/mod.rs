@@ -74,6 +74,9 @@ pub struct Config {
     pub events_per_s: u32,
     /// Token-bucket burst for `events_per_s`.
     pub events_burst: u32,
+    /// New tunnels per second the node admits (spread evenly over its shards; 503 with a
+    /// `Retry-After` past it); 0 = unlimited. Re-attaches are never throttled.
+    pub tunnels_new_per_s: u32,
     /// Cross-shard SPSC ring capacity, per ordered shard pair.
     pub shard_ring_slots: usize,
     pub uring_entries: u32,
@@ -150,6 +153,7 @@ impl Default for Config {
             connections_per_shard_max: 250_000,
             events_per_s: 200,
             events_burst: 400,
+            tunnels_new_per_s: 0,
             shard_ring_slots: 16_384,
             uring_entries: 1024,
             io_driver: IoDriver::Auto,
@@ -537,6 +541,7 @@ tunnels_per_shard_max = 100000
 connections_per_shard_max = 200000
 events_per_s = 50
 events_burst = 100
+tunnels_new_per_s = 500
 shard_ring_slots = 4096
 uring_entries = 2048
 io_driver = "epoll"
@@ -569,7 +574,6 @@ leeway_s = 10
 tunnels_per_sub_max = 8
 origins_allowed = ["https://app.example"]
 publish_keys_file = "/etc/router/publish.keys"
-tunnels_new_per_s = 500
 "#;
 
     #[test]
@@ -614,7 +618,7 @@ tunnels_new_per_s = 500
         assert_eq!(config.shards, 3);
         assert_eq!(config.uring_entries, 2048);
         assert_eq!(config.auth.mode, AuthMode::Jwt);
-        assert_eq!(config.auth.tunnels_new_per_s, 500);
+        assert_eq!(config.tunnels_new_per_s, 500);
         assert_eq!(config.auth.origins_allowed, ["https://app.example"]);
         assert_eq!(config.drain_ms, 5000);
         assert_eq!(config.io_driver, IoDriver::Epoll);

@@ -28,6 +28,7 @@ pub const RELOADABLE_KEYS: &[&str] = &[
     "longpoll_batch_max",
     "tunnels_per_shard_max",
     "connections_per_shard_max",
+    "tunnels_new_per_s",
     "websocket_frame_bytes_max",
     "websocket_message_bytes_max",
     "websocket_deflate",

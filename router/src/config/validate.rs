@@ -98,6 +98,13 @@ impl Config {
             self.longpoll_ttl_ms_max,
             " (at most longpoll_ttl_ms_max)",
         )?;
+        check_range(
+            "tunnels_new_per_s",
+            self.tunnels_new_per_s,
+            0,
+            1_000_000,
+            " (0 = unlimited)",
+        )?;
         check_range("longpoll_batch_max", self.longpoll_batch_max, 1, 65_536, "")?;
         check_range(
             "json_depth_max",

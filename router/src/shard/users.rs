@@ -227,10 +227,10 @@ impl Shard {
         }
     }
 
-    /// Takes one token of the new-tunnel bucket (`auth.tunnels_new_per_s`, spread evenly over
+    /// Takes one token of the new-tunnel bucket (`tunnels_new_per_s`, spread evenly over
     /// the shards; a burst of one second's worth, at least one tunnel). Re-attaches never ask.
     pub fn admit_new_tunnel(&self) -> Result<(), NotAdmitted> {
-        let per_s = u64::from(self.config().auth.tunnels_new_per_s);
+        let per_s = u64::from(self.config().tunnels_new_per_s);
         if per_s == 0 {
             return Ok(());
         }
