@@ -348,8 +348,8 @@ mod idle_budget {
                 crate::shard::settings::Settings {
                     config: crate::config::Config::default(),
                     formats: Default::default(),
+                    auth: Arc::new(crate::auth::Auth::open()),
                 },
-                crate::auth::Auth::open(),
             ));
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);
             let shard = crate::shard::Shard::new(0, shared, vec![None], wakers);

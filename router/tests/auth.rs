@@ -3,7 +3,8 @@
 //! WebSocket; missing, malformed, `alg=none`, wrong-key, expired and wrong-audience tokens are
 //! 401; paths outside the grant are 403 on `path=`, the subscribe call and WebSocket messages;
 //! re-attach needs the tunnel's user; `tunnels_max` holds across shards; foreign origins and
-//! browser publishes are refused; publishers need a key; new tunnels are paced, re-attaches not.
+//! browser publishes are refused; publishers need a key; tokens that expire end their
+//! connections; keys rotate by a reload; new tunnels are paced, re-attaches not.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -78,6 +79,9 @@ publish_keys_file = "{d}/publish.keys"
     .unwrap();
     let router = RouterProcess::start(&["--config", config.to_str().unwrap()]);
     blackbox(&["check", d, &router.addr.to_string()]);
+    let pid = router.child.id().to_string();
+    let config_path = config.to_str().unwrap();
+    blackbox(&["rotate", d, &router.addr.to_string(), &pid, config_path]);
     drop(router);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,6 +8,8 @@ Usage:
                                     publish.keys into DIR
   blackbox.py check DIR HOST:PORT   the checks against a router started with those keys and
                                     router/tests/auth.rs's configuration; exits 1 on a failure
+  blackbox.py rotate DIR HOST:PORT PID CONFIG
+                                    keys rotated by a reload (CONFIG rewritten, SIGHUP to PID)
   blackbox.py admission HOST:PORT   new tunnels paced (503 + Retry-After), re-attaches never
 
 Run by router/tests/auth.rs. Every check prints one line; the last line counts them.
@@ -17,6 +19,7 @@ import http.client
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 
@@ -403,6 +406,50 @@ def run_expiry(d, addr):
     check("re-attach with a fresh token replays what came after", s == 200 and did in ids, (s, body))
 
 
+def run_rotation(d, addr, pid, config):
+    """Keys rotated by a reload (the config file rewritten, SIGHUP to the router): tokens of the
+    key taken out are refused from then on, the new key's are accepted, and a tunnel opened
+    before keeps being served. `auth.mode` does not change by a reload."""
+    m = Minter(d)
+    old = m.es("rita", subscribe=["/rot/*"])
+    new = m.es_other_key("rita", subscribe=["/rot/*"])
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request("GET", "/tunnel?format=ndjson&path=/rot/a", headers=bearer(old))
+    stream = c.getresponse()
+    check("a tunnel opens with the old key", stream.status == 200, stream.status)
+    control = json.loads(stream.readline())
+    check("its control datagram", control.get("type") == "tunnel", control)
+    s = longpoll(addr, "", bearer(new))[0]
+    check("the new key is unknown before the rotation: 401", s == 401, s)
+
+    with open(config) as f:
+        text = f.read()
+    rotated = text.replace("es256.pub.pem", "other.pub.pem").replace('mode = "jwt"', 'mode = "none"')
+    with open(config, "w") as f:
+        f.write(rotated)
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.time() + 10
+    while time.time() < deadline and longpoll(addr, "", bearer(new))[0] != 200:
+        time.sleep(0.05)
+    s = longpoll(addr, "", bearer(new))[0]
+    check("after the reload the new key's tokens open tunnels", s == 200, s)
+    s, body, _ = longpoll(addr, "", bearer(old))
+    check("and the old key's tokens are refused (the cache forgot them)", s == 401, (s, body))
+    s = longpoll(addr, "")[0]
+    check("auth.mode did not change by a reload: still 401 without a token", s == 401, s)
+    s, _, data = request(addr, "POST", "/publish/rot/a", bearer(PUBLISH_KEY), json.dumps({"after": "rotation"}))
+    line = json.loads(stream.readline()) if s == 202 else None
+    check(
+        "the tunnel opened with the old key is still served",
+        line is not None and line.get("data") == {"after": "rotation"},
+        (s, data, line),
+    )
+    c.close()
+    with open(config, "w") as f:
+        f.write(text)
+
+
 def run_admission(addr):
     # 2 new tunnels per second over 2 shards: a burst of one per shard, then one per second each.
     opened, refused, retry_after = [], 0, []
@@ -433,6 +480,8 @@ def main():
     if len(sys.argv) == 4 and sys.argv[1] == "check":
         run_checks(sys.argv[2], sys.argv[3])
         run_expiry(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 6 and sys.argv[1] == "rotate":
+        run_rotation(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
     elif len(sys.argv) == 3 and sys.argv[1] == "admission":
         run_admission(sys.argv[2])
     else:

@@ -42,7 +42,7 @@ pub(super) async fn renew_token(
     request: &Request,
     params: &Params<'_>,
 ) -> Next {
-    if !answer.shard.shared.auth.origin_allowed(&request.head) {
+    if !answer.shard.auth().origin_allowed(&request.head) {
         return answer.refuse(Refusal::OriginNotAllowed).await;
     }
     match renew(answer.shard, request, params) {
@@ -128,7 +128,7 @@ fn tunnel_user(
 
 /// `POST /events` and `GET /events`: a client publishes through its tunnel.
 pub(super) async fn event(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
-    if !answer.shard.shared.auth.origin_allowed(&request.head) {
+    if !answer.shard.auth().origin_allowed(&request.head) {
         return answer.refuse(Refusal::OriginNotAllowed).await;
     }
     match publish_event(answer.shard, request, params) {
@@ -210,7 +210,7 @@ fn publish_backend(
     if head.header("origin").is_some() || fetched_by_page {
         return Err(Refusal::PublishFromBrowser);
     }
-    let auth = &shard.shared.auth;
+    let auth = shard.auth();
     if auth.has_publish_keys() {
         // With keys, a backend may publish from anywhere, but only with one of them.
         if !auth.publish_key_valid(head) {
@@ -232,7 +232,7 @@ pub(super) async fn subscription(
     request: &Request,
     params: &Params<'_>,
 ) -> Next {
-    if !answer.shard.shared.auth.origin_allowed(&request.head) {
+    if !answer.shard.auth().origin_allowed(&request.head) {
         return answer.refuse(Refusal::OriginNotAllowed).await;
     }
     match change_subscription(answer.shard, request, params) {

@@ -31,8 +31,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     if shard.stopping.is_stopping() {
         return answer.refuse(Refusal::Draining).await;
     }
-    let auth = &shard.shared.auth;
-    if !auth.origin_allowed(&request.head) {
+    if !shard.auth().origin_allowed(&request.head) {
         return answer.refuse(Refusal::OriginNotAllowed).await;
     }
     // `format=ws`, or any `GET /tunnel` carrying upgrade headers, is a WebSocket tunnel.

@@ -64,6 +64,12 @@ impl TokenCache {
         Ok(grant)
     }
 
+    /// Forgets every token.
+    pub fn clear(&mut self) {
+        self.grants.clear();
+        self.order.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.grants.len()
     }

@@ -22,9 +22,9 @@ pub struct Key {
     pub source: String,
 }
 
-/// Why the keys could not be loaded; names the config key and the file.
+/// Why the keys could not be loaded; names the config key and the file (if any).
 #[derive(Debug, thiserror::Error)]
-#[error("{key}: {file}: {message}")]
+#[error("{key}: {}{message}", if file.is_empty() { String::new() } else { format!("{file}: ") })]
 pub struct KeyError {
     pub key: &'static str,
     pub file: String,

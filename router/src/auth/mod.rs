@@ -122,6 +122,13 @@ impl Auth {
         } else {
             Vec::new()
         };
+        if config.tokens_required() && keys.is_empty() {
+            return Err(KeyError {
+                key: "auth.mode",
+                file: String::new(),
+                message: "\"jwt\" needs at least one key".to_owned(),
+            });
+        }
         let publish_keys = if config.publish_keys_file.is_empty() {
             Vec::new()
         } else {
@@ -161,6 +168,11 @@ impl Auth {
     /// How many keys were loaded, for the start-up report.
     pub fn key_count(&self) -> usize {
         self.keys.len()
+    }
+
+    /// True when `[auth]` names files (keys), which a reload reads again.
+    pub fn reads_files(&self) -> bool {
+        self.tokens_required || !self.publish_keys.is_empty()
     }
 
     /// The grant of `token`, checked against our keys and `[auth]`'s claims rules.

@@ -29,6 +29,7 @@ pub const RELOADABLE_KEYS: &[&str] = &[
     "tunnels_per_shard_max",
     "connections_per_shard_max",
     "tunnels_new_per_s",
+    "auth",
     "websocket_frame_bytes_max",
     "websocket_message_bytes_max",
     "websocket_deflate",
@@ -64,6 +65,19 @@ impl Config {
         let keys: BTreeSet<String> = running.keys().chain(wanted.keys()).cloned().collect();
         let mut changed = Vec::new();
         let mut needs_restart = Vec::new();
+        // The rest of `[auth]` reloads (its key files are read again), but not `auth.mode`:
+        // tunnels opened without tokens have no user a token could be checked against.
+        if let (Some(toml::Value::Table(old)), Some(toml::Value::Table(new))) =
+            (running.get("auth"), wanted.get_mut("auth"))
+        {
+            if old.get("mode") != new.get("mode") {
+                let (was, asked) = (shown(old.get("mode")), shown(new.get("mode")));
+                needs_restart.push(format!("auth.mode: {was} -> {asked}"));
+                if let Some(mode) = old.get("mode") {
+                    new.insert("mode".to_owned(), mode.clone());
+                }
+            }
+        }
         for key in keys {
             let (old, new) = (running.get(&key), wanted.get(&key));
             if old == new {

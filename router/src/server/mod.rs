@@ -123,7 +123,15 @@ pub fn start(config: Config) -> io::Result<Server> {
         _ => {}
     }
     let ends = mesh::build(shard_count, config.shard_ring_slots);
-    let shared = Arc::new(Shared::new(shard_count, Settings { config, formats }, auth));
+    let auth = Arc::new(auth);
+    let shared = Arc::new(Shared::new(
+        shard_count,
+        Settings {
+            config,
+            formats,
+            auth,
+        },
+    ));
     let stop = Arc::new(Stop::new(shard_count));
     let mut threads = Vec::with_capacity(shard_count);
     // Each shard says which driver its runtime got (or why it has none) before it serves.
@@ -406,7 +414,7 @@ async fn cull_task(shard: Rc<Shard>) {
         monoio::time::sleep(Duration::from_millis(period_ms)).await;
         shard.cull_expired();
         shard.flush_user_releases();
-        if shard.shared.auth.tokens_required() {
+        if shard.auth().tokens_required() {
             shard.expire_grants(crate::auth::unix_now_s());
         }
     }

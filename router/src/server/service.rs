@@ -6,6 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::limits::{RELOAD_POLL_MS, RELOAD_WAIT_MS};
 use crate::shard::settings::Settings;
@@ -147,6 +150,13 @@ pub fn reload(server: &Server, reloading: &Reloading) {
         Ok(formats) => formats,
         Err(e) => return refused(&e),
     };
+    // The key files are read again at every reload: a rotated key may sit behind an unchanged
+    // path. Tunnels keep the grants they hold; tokens verified with the old keys are forgotten.
+    let auth = match Auth::load(&reloaded.config.auth) {
+        Ok(auth) => Arc::new(auth),
+        Err(e) => return refused(&e),
+    };
+    let rereads_keys = auth.reads_files();
     let log = (reloaded.config.log != running.config.log).then(|| reloaded.config.log.clone());
     if let Some(directive) = &log {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(directive) {
@@ -161,13 +171,17 @@ pub fn reload(server: &Server, reloading: &Reloading) {
             "SIGHUP: these keys need a restart; they keep their running values"
         );
     }
-    if reloaded.changed.is_empty() {
+    if reloaded.changed.is_empty() && !rereads_keys {
         tracing::info!("SIGHUP: configuration read again; nothing to change");
         return;
+    }
+    if rereads_keys {
+        tracing::info!(keys = auth.key_count(), "SIGHUP: auth key files read again");
     }
     let generation = server.shared.settings.publish(Settings {
         config: reloaded.config,
         formats,
+        auth,
     });
     // The shards pick the settings up between two tasks: at once unless one is stuck.
     let shards = server.shared.metrics.len();

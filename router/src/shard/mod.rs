@@ -64,17 +64,14 @@ pub enum TunnelError {
 pub struct Shared {
     pub settings: settings::Latest,
     pub metrics: Vec<Arc<Metrics>>,
-    /// Tokens, origins and publisher keys (`[auth]`).
-    pub auth: Auth,
 }
 
 impl Shared {
     /// For `shard_count` shards, starting with `settings`.
-    pub fn new(shard_count: usize, settings: settings::Settings, auth: Auth) -> Shared {
+    pub fn new(shard_count: usize, settings: settings::Settings) -> Shared {
         Shared {
             settings: settings::Latest::new(shard_count, settings),
             metrics: (0..shard_count).map(|_| Arc::default()).collect(),
-            auth,
         }
     }
 }
@@ -98,6 +95,13 @@ pub struct Shard {
     /// The shard's copy of the newest settings, swapped by a reload; see [`Shard::config`].
     config: RefCell<Rc<Config>>,
     formats: RefCell<Rc<Formats>>,
+    /// The `[auth]` checks, behind an `Rc` of the shard's own so that reading them never
+    /// touches the reference count other shards share.
+    #[allow(
+        clippy::redundant_allocation,
+        reason = "the Rc keeps every request's clone on this shard's own counter"
+    )]
+    auth: RefCell<Rc<Arc<Auth>>>,
     state: RefCell<State>,
     outgoing: RefCell<Vec<Option<Producer<ShardMsg>>>>,
     wakers: Arc<[atomic_waker::AtomicWaker]>,
@@ -148,6 +152,7 @@ impl Shard {
             tunnel_limits,
             config: RefCell::new(Rc::new(settings.config.clone())),
             formats: RefCell::new(Rc::new(settings.formats.clone())),
+            auth: RefCell::new(Rc::new(settings.auth.clone())),
             shared,
             state: RefCell::new(State {
                 tunnels: Vec::new(),
@@ -187,10 +192,25 @@ impl Shard {
         self.formats.borrow().clone()
     }
 
-    /// Serves with `settings` from now on (a reload reached this shard).
+    /// The `[auth]` checks as of now (like [`Shard::config`]).
+    #[allow(
+        clippy::redundant_allocation,
+        reason = "the Rc keeps every request's clone on this shard's own counter"
+    )]
+    pub fn auth(&self) -> Rc<Arc<Auth>> {
+        self.auth.borrow().clone()
+    }
+
+    /// Serves with `settings` from now on (a reload reached this shard). New keys forget the
+    /// tokens verified with the old ones: a token of a key taken out is refused from now on.
     pub fn apply_settings(&self, settings: &settings::Settings) {
         *self.config.borrow_mut() = Rc::new(settings.config.clone());
         *self.formats.borrow_mut() = Rc::new(settings.formats.clone());
+        let mut auth = self.auth.borrow_mut();
+        if !Arc::ptr_eq(&auth, &settings.auth) {
+            *auth = Rc::new(settings.auth.clone());
+            self.forget_verified_tokens();
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -660,8 +680,8 @@ mod tests {
             settings::Settings {
                 config: Config::default(),
                 formats: Formats::default(),
+                auth: Arc::new(Auth::open()),
             },
-            Auth::open(),
         ));
         Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
     }
@@ -685,7 +705,11 @@ mod tests {
             footer: template(""),
             html_escape: false,
         }]);
-        shard.apply_settings(&settings::Settings { config, formats });
+        shard.apply_settings(&settings::Settings {
+            config,
+            formats,
+            auth: Arc::new(Auth::open()),
+        });
         assert_eq!(shard.config().keepalive_ms, 500);
         assert!(shard.formats().get("mine").is_some());
         assert_eq!(before.keepalive_ms, Config::default().keepalive_ms);

@@ -9,19 +9,20 @@ use std::task::Poll;
 
 use atomic_waker::AtomicWaker;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::wire::format::Formats;
 
-/// A configuration and its custom formats, parsed.
-#[derive(Debug)]
+/// A configuration, its custom formats parsed, and its `[auth]` keys loaded.
 pub struct Settings {
     pub config: Config,
     pub formats: Formats,
+    /// Shared by every shard (its keys are read once per reload, not once per shard).
+    pub auth: Arc<Auth>,
 }
 
 /// The newest settings, shared by the server and its shards. The lock is taken when settings
 /// are published and once per shard when it picks them up: never on the data path.
-#[derive(Debug)]
 pub struct Latest {
     /// The settings and their generation (0 for those the server started with).
     current: Mutex<(u64, Arc<Settings>)>,
@@ -122,6 +123,7 @@ mod tests {
                 ..Config::default()
             },
             formats: Formats::default(),
+            auth: Arc::new(crate::auth::Auth::open()),
         }
     }
 

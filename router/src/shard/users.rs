@@ -67,13 +67,18 @@ impl Shard {
         head: &RequestHead,
         params: &Params<'_>,
     ) -> Result<Option<Rc<Grant>>, TokenError> {
-        let auth = &self.shared.auth;
+        let auth = self.auth();
         let Some(token) = auth.request_token(head, params)? else {
             return Ok(None);
         };
         let now_s = crate::auth::unix_now_s();
         let mut users = self.users.borrow_mut();
-        users.tokens.verify(auth, token, now_s).map(Some)
+        users.tokens.verify(&auth, token, now_s).map(Some)
+    }
+
+    /// Forgets every verified token (the keys changed).
+    pub(super) fn forget_verified_tokens(&self) {
+        self.users.borrow_mut().tokens.clear();
     }
 
     /// The shard that counts `sub`'s tunnels.
