@@ -258,8 +258,41 @@ def run_checks(d, addr):
     evil = {"Origin": "https://evil.example", **bearer(alice)}
     s, body, _ = longpoll(addr, "", evil)
     check("foreign Origin opening a tunnel: 403", s == 403, (s, body))
-    s, body, _ = longpoll(addr, "", {"Origin": ALLOWED_ORIGIN, **bearer(alice)})
+    s, body, hdrs = longpoll(addr, "", {"Origin": ALLOWED_ORIGIN, **bearer(alice)})
     check("allowed Origin opens a tunnel", s == 200, (s, body))
+    named = (
+        hdrs.get("Access-Control-Allow-Origin") == ALLOWED_ORIGIN
+        and hdrs.get("Access-Control-Allow-Credentials") == "true"
+        and hdrs.get("Vary") == "Origin"
+    )
+    check("its answer names the origin (not *), with credentials and Vary", named, hdrs)
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request("GET", "/tunnel?format=sse", headers={"Origin": ALLOWED_ORIGIN, **bearer(alice)})
+    r = c.getresponse()
+    sse_named = r.status == 200 and r.getheader("Access-Control-Allow-Origin") == ALLOWED_ORIGIN
+    check("a stream names the origin too", sse_named and r.getheader("Vary") == "Origin", r.getheaders())
+    c.close()
+    s, _, _ = longpoll(addr, "", bearer(alice))
+    _, _, hdrs = longpoll(addr, "", bearer(alice))
+    check(
+        "without an Origin: no grant, Vary: Origin",
+        "Access-Control-Allow-Origin" not in hdrs and hdrs.get("Vary") == "Origin",
+        hdrs,
+    )
+    preflight = {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "GET",
+                 "Access-Control-Request-Headers": "authorization"}
+    s, hdrs, _ = request(addr, "OPTIONS", "/tunnel", preflight)
+    allows = hdrs.get("Access-Control-Allow-Headers", "")
+    check(
+        "preflight from the allowed origin: named, Authorization allowed",
+        s == 204 and hdrs.get("Access-Control-Allow-Origin") == ALLOWED_ORIGIN and "Authorization" in allows,
+        (s, hdrs),
+    )
+    s, hdrs, _ = request(addr, "OPTIONS", "/tunnel", {**preflight, "Origin": "https://evil.example"})
+    check("preflight from another origin: no grant", "Access-Control-Allow-Origin" not in hdrs, (s, hdrs))
+    s, hdrs, _ = request(addr, "OPTIONS", "/publish/chat/a", preflight)
+    check("preflight of /publish: never a grant", "Access-Control-Allow-Origin" not in hdrs, (s, hdrs))
     ws_status = None
     try:
         ws_connect(

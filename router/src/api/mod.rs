@@ -12,7 +12,7 @@ use std::rc::Rc;
 use crate::attachment::{self, websocket, Next};
 use crate::metrics;
 use crate::net::answer::{Answer, Pipeline};
-use crate::net::reply::Persist;
+use crate::net::reply::{with_cors, Cors, Persist};
 use crate::net::request::Request;
 use crate::os;
 use crate::refusal::Refusal;
@@ -45,6 +45,13 @@ pub async fn route(
         head_only: method == Method::Head,
         cb: None,
     };
+    // With `auth.origins_allowed`, answers name the allowed origin instead of `*`.
+    if let Some(index) = shard.auth().origin_index(head) {
+        answer.persist.cors = match index.and_then(|i| u8::try_from(i).ok()) {
+            Some(i) => Cors::Origin(i),
+            None => Cors::Denied,
+        };
+    }
     let Ok(params) = Params::parse(head.query()) else {
         return answer.refuse(Refusal::BadQuery).await;
     };
@@ -144,20 +151,20 @@ async fn metrics(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>
     answer.send(out).await
 }
 
-/// CORS preflight answer headers; the last one only for HTTP/1.0 keep-alive clients.
+/// CORS preflight answer headers (`*` becomes the allowed origin with `auth.origins_allowed`).
+/// `Authorization` is allowed so that a page can send its token as a bearer.
 const PREFLIGHT_HEADERS: &[(&str, &str)] = &[
     ("Access-Control-Allow-Origin", "*"),
     ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
     (
         "Access-Control-Allow-Headers",
-        "Content-Type, Last-Event-ID",
+        "Content-Type, Last-Event-ID, Authorization",
     ),
     ("Access-Control-Max-Age", "86400"),
-    ("Connection", "keep-alive"),
 ];
 
 async fn preflight(answer: &mut Answer<'_>) -> Next {
-    no_content(answer, PREFLIGHT_HEADERS).await
+    no_content(answer, PREFLIGHT_HEADERS, true).await
 }
 
 /// What `/publish/...` takes.
@@ -165,30 +172,31 @@ const PUBLISH_ALLOW: &str = "POST, OPTIONS";
 /// The preflight answer on `/publish/...`: it names the methods but grants no cross-origin
 /// access, so a browser never sends the publish a page asks for (the backend API is not for
 /// browsers; a simple request without preflight is refused for its `Origin` instead).
-const PUBLISH_PREFLIGHT_HEADERS: &[(&str, &str)] =
-    &[("Allow", PUBLISH_ALLOW), ("Connection", "keep-alive")];
+const PUBLISH_PREFLIGHT_HEADERS: &[(&str, &str)] = &[("Allow", PUBLISH_ALLOW)];
 
 async fn publish_preflight(answer: &mut Answer<'_>) -> Next {
-    no_content(answer, PUBLISH_PREFLIGHT_HEADERS).await
+    // Never a grant: the backend API is not for browsers.
+    no_content(answer, PUBLISH_PREFLIGHT_HEADERS, false).await
 }
 
-/// A 204 with `headers`, whose last one (`Connection: keep-alive`) only HTTP/1.0 keep-alive
-/// clients get.
-async fn no_content(
-    answer: &mut Answer<'_>,
-    headers: &'static [(&'static str, &'static str)],
-) -> Next {
+/// A 204 with `headers` (with the request's CORS grant when `grant`), then the keep-alive
+/// acknowledgement HTTP/1.0 keep-alive clients need.
+async fn no_content(answer: &mut Answer<'_>, headers: &[(&str, &str)], grant: bool) -> Next {
+    let auth = answer.shard.auth();
+    let cors = if grant {
+        answer.persist.cors
+    } else {
+        Cors::Any
+    };
+    let mut all = with_cors(headers, cors, auth.origins_allowed()).into_owned();
+    all.extend_from_slice(answer.persist.plain_headers());
     let mut out = BytesMut::new();
     http1::ResponseHead {
         status: 204,
         content_type: None,
         body: http1::ResponseBody::None,
         keep_alive: answer.persist.keep_alive,
-        extra: if answer.persist.plain_headers().is_empty() {
-            headers.split_last().map_or(headers, |(_, rest)| rest)
-        } else {
-            headers
-        },
+        extra: &all,
     }
     .write(&mut out);
     answer.send(out).await

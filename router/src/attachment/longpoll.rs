@@ -5,6 +5,7 @@ use bytes::BytesMut;
 use monoio::net::TcpStream;
 
 use super::{count_kick, take_gap, written, Binding, Event, Next, Step};
+use crate::net::reply::with_cors;
 use crate::net::sock::send_all;
 use crate::shard::Shard;
 use crate::tunnel::{Attention, Kick};
@@ -41,7 +42,8 @@ impl Poll {
             Err(Kick::TokenExpired) => {
                 count_kick(shard, Kick::TokenExpired);
                 // Only the news: what is queued waits for a poll with a fresh token.
-                self.answer_only(binding, stream, TOKEN_EXPIRED).await
+                self.answer_only(binding, shard, stream, TOKEN_EXPIRED)
+                    .await
             }
             Err(kick) => {
                 count_kick(shard, kick);
@@ -79,18 +81,25 @@ impl Poll {
             .copied()
             .chain(gap.then_some(GAP))
             .chain(queued.iter().map(|d| d.json()));
-        self.send_answer(binding, stream, messages).await
+        self.send_answer(binding, shard, stream, messages).await
     }
 
     /// Answers a poll with one control datagram and nothing of the queue.
-    async fn answer_only(&self, binding: &Binding, stream: &TcpStream, control: &[u8]) -> Next {
-        self.send_answer(binding, stream, std::iter::once(control))
+    async fn answer_only(
+        &self,
+        binding: &Binding,
+        shard: &Shard,
+        stream: &TcpStream,
+        control: &[u8],
+    ) -> Next {
+        self.send_answer(binding, shard, stream, std::iter::once(control))
             .await
     }
 
     async fn send_answer<'m>(
         &self,
         binding: &Binding,
+        shard: &Shard,
         stream: &TcpStream,
         messages: impl Iterator<Item = &'m [u8]>,
     ) -> Next {
@@ -98,6 +107,8 @@ impl Poll {
         let mut body = BytesMut::new();
         put_poll_answer(&mut body, jsonp, binding.id.text().as_str(), messages);
         let (content_type, headers) = binding.persist.json_headers(jsonp.is_some());
+        let auth = shard.auth();
+        let headers = with_cors(headers, binding.persist.cors, auth.origins_allowed());
         let mut out = BytesMut::with_capacity(body.len() + 256);
         write_full(
             &mut out,
@@ -105,7 +116,7 @@ impl Poll {
             content_type,
             &body,
             binding.persist.keep_alive,
-            headers,
+            &headers,
         );
         match send_all(stream, out).await {
             true if binding.persist.keep_alive => Next::KeepAlive,

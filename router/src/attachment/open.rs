@@ -174,6 +174,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         let persist = Persist {
             keep_alive: !http10 && answer.persist.keep_alive,
             http10,
+            cors: answer.persist.cors,
         };
         let binding = Binding {
             id,

@@ -9,6 +9,7 @@ use monoio::net::TcpStream;
 
 use super::{count_kick, take_gap, written, Attached, Binding, Event, Next, Step, Transport};
 use crate::metrics::{monotonic_ns, Metrics};
+use crate::net::reply::with_cors;
 use crate::net::sock::send_all;
 use crate::shard::stop::Ending;
 use crate::shard::Shard;
@@ -69,6 +70,8 @@ impl Stream {
         let tunnel = binding.id.text();
         let env = binding.env(&tunnel);
         let mut out = BytesMut::with_capacity(2048);
+        let auth = shard.auth();
+        let headers = with_cors(STREAM_HEADERS, binding.persist.cors, auth.origins_allowed());
         ResponseHead {
             status: 200,
             content_type: Some(self.format.content_type()),
@@ -78,7 +81,7 @@ impl Stream {
                 ResponseBody::CloseDelimited
             },
             keep_alive: binding.persist.keep_alive,
-            extra: STREAM_HEADERS,
+            extra: &headers,
         }
         .write(&mut out);
         let start = chunk_begin(self.chunked, &mut out);

@@ -309,6 +309,22 @@ impl Auth {
         }
     }
 
+    /// `auth.origins_allowed`.
+    pub fn origins_allowed(&self) -> &[String] {
+        &self.origins_allowed
+    }
+
+    /// Where the request's `Origin` stands in `auth.origins_allowed`: `None` when the list is
+    /// empty (anyone may read), `Some(None)` when the request names no allowed origin,
+    /// `Some(Some(i))` for the i-th.
+    pub fn origin_index(&self, head: &RequestHead) -> Option<Option<usize>> {
+        if self.origins_allowed.is_empty() {
+            return None;
+        }
+        let origin = head.header("origin");
+        Some(origin.and_then(|o| self.origins_allowed.iter().position(|a| a.as_bytes() == o)))
+    }
+
     /// True when publisher keys are configured.
     pub fn has_publish_keys(&self) -> bool {
         !self.publish_keys.is_empty()

@@ -111,7 +111,9 @@ impl Answer<'_> {
     }
 
     pub async fn json<A>(&mut self, status: u16, body: &[u8]) -> Next<A> {
-        let out = reply::json(status, body, self.cb.as_deref(), self.persist);
+        let auth = self.shard.auth();
+        let origins = auth.origins_allowed();
+        let out = reply::json_with(status, body, self.cb.as_deref(), self.persist, &[], origins);
         self.send(out).await
     }
 
@@ -144,12 +146,14 @@ impl Answer<'_> {
     async fn refuse_with<A>(&mut self, refusal: Refusal, extra: &[(&str, &str)]) -> Next<A> {
         Metrics::add(&self.shard.metrics.requests_failed, 1);
         refusal.count(&self.shard.metrics);
+        let auth = self.shard.auth();
         let out = reply::error_with(
             refusal.status(),
             refusal.message(),
             self.cb.as_deref(),
             self.persist,
             extra,
+            auth.origins_allowed(),
         );
         self.send(out).await
     }

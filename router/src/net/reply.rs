@@ -1,5 +1,7 @@
 //! Writing answers: complete JSON/JSONP responses, error bodies, and socket writes.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
@@ -34,24 +36,42 @@ const JSONP_HEADERS_10: &[(&str, &str)] = &[
     ("Connection", "keep-alive"),
 ];
 
-/// Whether (and how) the connection stays open after an answer.
+/// Who an answer lets read it from another origin (`Access-Control-Allow-Origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cors {
+    /// Anyone (`*`): no `auth.origins_allowed` is set. No credentials (cookies) with it.
+    Any,
+    /// The allowed origin the request came from, `auth.origins_allowed[i]`: named, with
+    /// credentials allowed (a `router_token` cookie) and `Vary: Origin`.
+    Origin(u8),
+    /// `auth.origins_allowed` is set and the request named no allowed origin: no grant, only
+    /// `Vary: Origin`.
+    Denied,
+}
+
+/// Whether (and how) the connection stays open after an answer, and its CORS grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Persist {
     pub keep_alive: bool,
     /// An HTTP/1.0 client: keep-alive must be acknowledged with `Connection: keep-alive`.
     pub http10: bool,
+    pub cors: Cors,
 }
 
 impl Persist {
     pub const CLOSE: Persist = Persist {
         keep_alive: false,
         http10: false,
+        cors: Cors::Any,
     };
 
+    /// For a request: its keep-alive, and the grant `Cors::Any` (the route sets the grant when
+    /// `auth.origins_allowed` is set).
     pub fn of(head: &crate::wire::http1::RequestHead) -> Persist {
         Persist {
             keep_alive: head.keep_alive,
             http10: head.version_minor == 0,
+            cors: Cors::Any,
         }
     }
 
@@ -79,6 +99,34 @@ impl Persist {
     }
 }
 
+/// `headers` with the grant `cors` names instead of `Access-Control-Allow-Origin: *`
+/// (borrowed as they are for [`Cors::Any`]); `origins` is `auth.origins_allowed`.
+pub fn with_cors<'a>(
+    headers: &'a [(&'a str, &'a str)],
+    cors: Cors,
+    origins: &'a [String],
+) -> Cow<'a, [(&'a str, &'a str)]> {
+    let grant: &[(&str, &str)] = match cors {
+        Cors::Any => return Cow::Borrowed(headers),
+        Cors::Origin(i) => match origins.get(usize::from(i)) {
+            Some(origin) => &[
+                ("Access-Control-Allow-Origin", origin.as_str()),
+                ("Access-Control-Allow-Credentials", "true"),
+                ("Vary", "Origin"),
+            ],
+            None => &[("Vary", "Origin")],
+        },
+        Cors::Denied => &[("Vary", "Origin")],
+    };
+    let mut named: Vec<(&str, &str)> = headers
+        .iter()
+        .copied()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("access-control-allow-origin"))
+        .collect();
+    named.extend_from_slice(grant);
+    Cow::Owned(named)
+}
+
 /// Writes `out` to the socket; false when the peer is gone. The write future is boxed so that
 /// the state machines awaiting `send` (a connection's task among them) stay small while idle.
 pub async fn send(stream: &mut TcpStream, out: BytesMut) -> bool {
@@ -102,20 +150,24 @@ fn boxed_write(stream: &mut TcpStream, out: BytesMut) -> WriteFuture<'_> {
 
 /// A complete JSON answer, or JSONP when `cb` is given.
 pub fn json(status: u16, body: &[u8], cb: Option<&str>, persist: Persist) -> BytesMut {
-    json_with(status, body, cb, persist, &[])
+    json_with(status, body, cb, persist, &[], &[])
 }
 
-/// A complete JSON (or JSONP) answer with `extra` headers after the usual ones.
+/// A complete JSON (or JSONP) answer with `extra` headers after the usual ones; `origins`
+/// (`auth.origins_allowed`) names the grant of `persist.cors`.
 pub fn json_with(
     status: u16,
     body: &[u8],
     cb: Option<&str>,
     persist: Persist,
     extra: &[(&str, &str)],
+    origins: &[String],
 ) -> BytesMut {
     let mut wrapped = BytesMut::new();
     put_maybe_jsonp(&mut wrapped, cb, body);
     let (content_type, usual) = persist.json_headers(cb.is_some());
+    let usual = with_cors(usual, persist.cors, origins);
+    let usual = &usual[..];
     let all;
     let headers = if extra.is_empty() {
         usual
@@ -145,22 +197,23 @@ pub fn strip_body(out: &mut BytesMut) {
 
 /// `{"ok":false,"error":"<message>"}` with `status`.
 pub fn error(status: u16, message: &str, cb: Option<&str>, persist: Persist) -> BytesMut {
-    error_with(status, message, cb, persist, &[])
+    error_with(status, message, cb, persist, &[], &[])
 }
 
-/// [`error`] with extra headers.
+/// [`error`] with extra headers and the grant of `persist.cors` (see [`json_with`]).
 pub fn error_with(
     status: u16,
     message: &str,
     cb: Option<&str>,
     persist: Persist,
     extra: &[(&str, &str)],
+    origins: &[String],
 ) -> BytesMut {
     let mut body = BytesMut::with_capacity(message.len() + 32);
     body.put_slice(br#"{"ok":false,"error":"#);
     put_json_string(&mut body, message);
     body.put_u8(b'}');
-    json_with(status, &body, cb, persist, extra)
+    json_with(status, &body, cb, persist, extra, origins)
 }
 
 /// Appends `text` as a JSON string literal.
@@ -191,6 +244,7 @@ mod tests {
         let keep = Persist {
             keep_alive: true,
             http10: false,
+            cors: Cors::Any,
         };
         let out = error(400, "\"path\" must be a string", None, keep);
         let text = String::from_utf8(out.to_vec()).unwrap();
