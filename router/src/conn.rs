@@ -258,6 +258,7 @@ async fn linger_close(stream: &mut TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
     }
+    // Real time: the linger waits on the peer's socket, not on a tunnel.
     let deadline = monoio::time::Instant::now() + Duration::from_millis(LINGER_MS);
     let mut drained = 0;
     let mut buf = BytesMut::with_capacity(4096);

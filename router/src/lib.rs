@@ -6,7 +6,7 @@
 //! Modules follow the data flow of a request, top to bottom; each imports only the ones below
 //! it (docs/architecture.md, "Layers"; `tests/layers.rs` checks it):
 //! - [`server`]: bootstrap and stop, the only place that starts threads and runtimes (a thread,
-//!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, cull and timer tasks);
+//!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, timer and settings tasks);
 //!   [`server::service`]: signals, the drain, the reload (SIGHUP), and readiness told to systemd.
 //! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
 //!   linger on close, and the attachment's wait.
@@ -26,7 +26,8 @@
 //! - [`shard`]: one core's tunnels, subscriptions, publish path, deadlines and culling;
 //!   [`shard::mesh`] wires the bounded SPSC rings between shards, finds a tunnel's owner shard
 //!   and carries handoffs; [`shard::stop`] is the stop signal; [`shard::settings`] holds the
-//!   settings a reload replaces, of which each shard reads its own copy.
+//!   settings a reload replaces, of which each shard reads its own copy; [`shard::clock`] is
+//!   the clock every deadline is measured on (monotonic, or a manual one that tests move).
 //! - [`tunnel`]: a tunnel's state: replay buffer (which is also its send queue), cursor,
 //!   attachment, event rate limit.
 //! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not

@@ -89,15 +89,16 @@ pub const RELOAD_POLL_MS: u64 = 1;
 
 /// Most messages a shard takes from its rings before letting its connections run.
 pub const MESH_BATCH_MAX: usize = 1024;
-/// The culling task runs every `tunnel_grace_ms / 4`, within these bounds: often enough that a
-/// tunnel outlives its grace by at most a quarter of it, rarely enough to cost nothing.
-pub const CULL_PERIOD_MS_MIN: u64 = 5;
-pub const CULL_PERIOD_MS_MAX: u64 = 1000;
-/// The timer task sleeps until the earliest deadline, but at most this long, so a clock that
-/// jumps cannot hold keepalives back for long.
+/// The timer task sleeps until the earliest deadline (a keepalive, a long-poll ttl, the end of
+/// a detached tunnel's grace), but at most this long, so a clock that jumps cannot hold
+/// keepalives back for long. On a test's manual clock it waits for the clock to move instead.
 pub const TIMER_SLEEP_MS_MAX: u64 = 1000;
 /// Bytes of OS randomness a shard draws at once for tunnel secrets (64 secrets per draw).
 pub const ENTROPY_POOL_BYTES: usize = 512;
+/// With tokens, each shard looks this often for connections whose token expired (and retries
+/// the per-user releases a full ring held back): a token outlives its `exp` (and leeway) by at
+/// most this much, and a quiet shard wakes once a second for it.
+pub const USERS_PERIOD_MS: u64 = 1000;
 /// Tokens a shard remembers as verified (about 100 B of grant plus the patterns, and a 32-byte
 /// key each): enough for the returning clients of a reconnect storm on one shard to skip the
 /// signature check, small enough that a flood of distinct tokens costs at most a few MiB.
@@ -119,7 +120,6 @@ const _: () = {
     // Corked answers go out before they outgrow what one read of a burst brings in.
     assert!(CORKED_BYTES_MAX <= READ_BURST_BYTES_MAX);
     assert!(PORT_RETRY_MS < PORT_WAIT_MS);
-    assert!(CULL_PERIOD_MS_MIN < CULL_PERIOD_MS_MAX);
     assert!(ENTROPY_POOL_BYTES.is_multiple_of(8) && ENTROPY_POOL_BYTES >= 8);
     assert!(PINGS_UNANSWERED_MAX >= 1);
     // A WebSocket close waits for its client within the stop's wait.

@@ -117,7 +117,7 @@ fn sse(addr: SocketAddr, path: &str) -> Stream {
 
 #[test]
 fn post_events_reach_sse_and_long_poll_subscribers_with_one_id() {
-    let addr = start(&[]);
+    let (addr, clock) = start_manual(&[]);
     let mut s = sse(addr, "/room/*");
     let lp = open(addr, &["/room/a"]);
     let publisher = open(addr, &[]);
@@ -137,7 +137,7 @@ fn post_events_reach_sse_and_long_poll_subscribers_with_one_id() {
     assert_eq!(poll(addr, &lp, "&ttl=3000"), answer(&lp, &[&expected]));
     // The publisher follows nothing, so it received nothing.
     assert_eq!(
-        poll(addr, &publisher, "&ttl=50"),
+        poll_past_ttl(addr, &clock, &publisher, "", 50),
         answer(&publisher, &[KEEPALIVE])
     );
 }
@@ -473,7 +473,7 @@ fn data_and_body_size_limits_answer_413() {
 
 #[test]
 fn rate_limit_answers_429_per_tunnel() {
-    let addr = start(&["--events-per-s", "1", "--events-burst", "2"]);
+    let (addr, clock) = start_manual(&["--events-per-s", "1", "--events-burst", "2"]);
     let t = open(addr, &[]);
     let other = open(addr, &[]);
     let mut ev = Events::new(addr, &t);
@@ -496,8 +496,13 @@ fn rate_limit_answers_429_per_tunnel() {
     );
     // Another tunnel has its own bucket.
     Events::new(addr, &other).send("/a", "1");
-    // One token comes back per second.
-    std::thread::sleep(Duration::from_millis(1100));
+    // One token comes back per second: not a moment sooner.
+    clock.advance(999);
+    assert_eq!(
+        ev.try_send("/a", "4"),
+        (429, error_body("rate limit exceeded"))
+    );
+    clock.advance(1);
     ev.send("/a", "4");
     assert_eq!(
         ev.try_send("/a", "5"),
@@ -764,7 +769,8 @@ fn private_publish_to_a_missing_tunnel_is_404_from_either_shard() {
 fn sse_keepalives_resume_after_a_slow_reader_catches_up() {
     use socket2::{Domain, Socket, Type};
     use std::io::BufReader;
-    let addr = start(&[
+    use std::os::fd::AsRawFd;
+    let (addr, clock) = start_manual(&[
         "--keepalive-ms",
         "20",
         "--replay-bytes-max",
@@ -784,7 +790,7 @@ fn sse_keepalives_resume_after_a_slow_reader_catches_up() {
     let mut client = Client {
         reader: BufReader::new(tcp),
     };
-    client.get("/tunnel?format=sse&path=/slow");
+    clock.arming(1, || client.get("/tunnel?format=sse&path=/slow"));
     assert_eq!(client.head().status, 200);
     let datagram = format!("\"{}\"", "s".repeat(30_000));
     let count = 30;
@@ -793,8 +799,30 @@ fn sse_keepalives_resume_after_a_slow_reader_catches_up() {
         publisher.post("/publish/slow", &datagram);
         assert_eq!(publisher.response().0.status, 202);
     }
+    // The router's write to this stream blocks: what the client has not read stops growing.
+    let unread = |fd: i32| {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int, the bytes queued on the socket, into `n`.
+        assert_eq!(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) }, 0);
+        n
+    };
+    let fd = client.reader.get_ref().as_raw_fd();
+    let stalled = Instant::now() + WAIT;
+    let mut before = -1;
+    loop {
+        let now = unread(fd);
+        if now > 0 && now == before {
+            break;
+        }
+        assert!(
+            Instant::now() < stalled,
+            "the stream never stalled ({now} bytes unread)"
+        );
+        before = now;
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // Well past the keepalive interval, with the router's write to this stream blocked.
-    std::thread::sleep(Duration::from_millis(200));
+    clock.advance(200);
     // Catch up: read raw bytes until every datagram has arrived.
     let mut raw: Vec<u8> = Vec::new();
     let marker = br#""path":"/slow""#;
@@ -824,23 +852,44 @@ fn sse_keepalives_resume_after_a_slow_reader_catches_up() {
         metrics(addr)
     );
     let caught_up = raw.len();
-    // Then nothing is published for 500 ms: about 25 keepalives are due.
-    let quiet_until = Instant::now() + Duration::from_millis(500);
-    while Instant::now() < quiet_until {
-        if let Ok(n) = client.reader.read(&mut buf) {
-            assert!(n > 0, "stream closed while quiet");
-            raw.extend_from_slice(&buf[..n]);
-        }
-    }
-    let last = raw[..caught_up]
-        .windows(marker.len())
-        .rposition(|w| w == marker)
-        .unwrap();
-    let keepalives = count_in(&raw[last..], b":\n\n");
-    assert!(
-        keepalives >= 5,
-        "{keepalives} keepalives in 500 ms at keepalive_ms = 20 after catching up"
+    let keepalive = b":\n\n";
+    assert_eq!(
+        count_in(&raw, keepalive),
+        0,
+        "a keepalive among the datagrams"
     );
+    // Reads until the `n`th keepalive after catching up, for at most `wait`; false if none.
+    let mut keepalive_arrives = |raw: &mut Vec<u8>, n: usize, wait: Duration| {
+        let until = Instant::now() + wait;
+        while count_in(&raw[caught_up..], keepalive) < n {
+            if Instant::now() >= until {
+                return false;
+            }
+            if let Ok(n) = client.reader.read(&mut buf) {
+                assert!(n > 0, "stream closed while quiet");
+                raw.extend_from_slice(&buf[..n]);
+            }
+        }
+        true
+    };
+    // Then nothing is published, and a keepalive comes every interval. The stream arms the next
+    // one after each write, which the test may have read just before it moves the clock, so one
+    // can slip by an interval; five keepalives in ten intervals show they resumed (without the
+    // fix none comes).
+    let mut intervals = 0;
+    loop {
+        let seen = count_in(&raw[caught_up..], keepalive);
+        if seen == 5 {
+            break;
+        }
+        assert!(
+            intervals < 10,
+            "{seen} keepalives in {intervals} intervals after catching up"
+        );
+        clock.arming(1, || clock.advance(20));
+        intervals += 1;
+        keepalive_arrives(&mut raw, seen + 1, Duration::from_millis(300));
+    }
 }
 
 /// `requests_failed` counts "requests answered with an error status" (metrics.rs). (Failed at

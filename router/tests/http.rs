@@ -642,7 +642,7 @@ fn options_preflight_answers_204_with_cors_headers() {
             vec![
                 (
                     "Access-Control-Allow-Headers".into(),
-                    "Content-Type, Last-Event-ID".into()
+                    "Content-Type, Last-Event-ID, Authorization".into()
                 ),
                 (
                     "Access-Control-Allow-Methods".into(),

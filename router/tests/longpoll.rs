@@ -101,9 +101,49 @@ fn assert_quiet(c: &mut Client, quiet: Duration) {
     c.reader.get_ref().set_read_timeout(Some(WAIT)).unwrap();
 }
 
+/// Checks that a poll of tunnel `id` (which follows `path`) with `extra` query parameters
+/// expires after exactly `ttl_ms` on the router's clock: a poll still parked at `ttl_ms - 1` is
+/// answered by a publish on `path`, and the next one gets a keepalive at `ttl_ms`.
+fn assert_expires_after(
+    addr: SocketAddr,
+    clock: &TestClock,
+    id: &str,
+    path: &str,
+    extra: &str,
+    ttl_ms: u64,
+) {
+    let mut c = Client::new(addr);
+    clock.arming(1, || {
+        c.get(&format!("/tunnel?format=longpoll&id={id}{extra}"))
+    });
+    clock.advance(ttl_ms - 1);
+    let did = publish(addr, path, "1");
+    let (head, body) = c.response();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        body,
+        answer(id, &[&dg(&did, path, "1")]),
+        "{extra:?}: expired before {ttl_ms} ms"
+    );
+    let mut c = Client::new(addr);
+    clock.arming(1, || {
+        c.get(&format!("/tunnel?format=longpoll&id={id}{extra}"))
+    });
+    let started = Instant::now();
+    clock.advance(ttl_ms);
+    let (head, body) = c.response();
+    assert_eq!(head.status, 200);
+    assert_eq!(body, answer(id, &[KEEPALIVE]), "{extra:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "{extra:?}: answered {:?} after the clock moved",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn first_poll_answers_at_once_with_the_new_tunnel() {
-    let addr = start(&["--keepalive-ms", "1234"]);
+    let (addr, clock) = start_manual(&["--keepalive-ms", "1234"]);
     let mut c = Client::new(addr);
     let started = Instant::now();
     let (head, body) = get(&mut c, "/tunnel?format=longpoll");
@@ -122,8 +162,12 @@ fn first_poll_answers_at_once_with_the_new_tunnel() {
     assert_eq!(body, answer(&id, &[&control(&id, true, 1234)]));
 
     // The same connection polls again: the tunnel exists now, so nothing is new and nothing is
-    // queued; a short ttl answers with a keepalive.
-    let (head, body) = get(&mut c, &format!("/tunnel?format=longpoll&id={id}&ttl=50"));
+    // queued; the poll answers with a keepalive once its ttl has passed.
+    clock.arming(1, || {
+        c.get(&format!("/tunnel?format=longpoll&id={id}&ttl=50"))
+    });
+    clock.advance(50);
+    let (head, body) = c.response();
     assert_eq!(head.status, 200);
     assert_eq!(body, answer(&id, &[KEEPALIVE]));
 
@@ -134,7 +178,7 @@ fn first_poll_answers_at_once_with_the_new_tunnel() {
 
 #[test]
 fn parked_poll_answers_with_exactly_the_published_datagram() {
-    let addr = start(&[]);
+    let (addr, clock) = start_manual(&[]);
     let id = open(addr, &["/lp/a"]);
     let mut c = Client::new(addr);
     c.get(&format!("/tunnel?format=longpoll&id={id}&ttl=3000"));
@@ -153,23 +197,21 @@ fn parked_poll_answers_with_exactly_the_published_datagram() {
     assert_eq!(head.status, 200);
     assert_eq!(body, answer(&id, &[&dg(&did, "/lp/a", r#"{"n":1}"#)]));
     // Nothing else is queued: the next poll waits for its ttl.
-    assert_eq!(poll(addr, &id, "&ttl=50"), answer(&id, &[KEEPALIVE]));
+    assert_eq!(
+        poll_past_ttl(addr, &clock, &id, "", 50),
+        answer(&id, &[KEEPALIVE])
+    );
 }
 
 #[test]
 fn ttl_expiry_answers_with_a_keepalive() {
-    let addr = start(&[]);
+    let (addr, clock) = start_manual(&[]);
     let id = open(addr, &["/ttl"]);
     for _ in 0..2 {
-        let started = Instant::now();
-        let body = poll(addr, &id, "&ttl=100");
-        let took = started.elapsed();
-        assert_eq!(body, answer(&id, &[KEEPALIVE]));
-        assert!(
-            took >= Duration::from_millis(90) && took < Duration::from_millis(1000),
-            "ttl=100 answered after {took:?}"
-        );
+        assert_expires_after(addr, &clock, &id, "/ttl", "&ttl=100", 100);
     }
+    // A ttl 60 s ahead takes no longer.
+    assert_expires_after(addr, &clock, &id, "/ttl", "&ttl=60000", 60_000);
     // The tunnel survived its expired polls: a datagram still reaches it.
     let did = publish(addr, "/ttl", "7");
     assert_eq!(
@@ -180,7 +222,7 @@ fn ttl_expiry_answers_with_a_keepalive() {
 
 #[test]
 fn batch_limit_splits_queued_datagrams_in_order() {
-    let addr = start(&["--longpoll-batch-max", "3"]);
+    let (addr, clock) = start_manual(&["--longpoll-batch-max", "3"]);
     let id = open(addr, &["/batch"]);
     let mut events = Events::new(addr, &id);
     let ids: Vec<String> = (0..7)
@@ -195,12 +237,15 @@ fn batch_limit_splits_queued_datagrams_in_order() {
     assert_eq!(poll(addr, &id, "&ttl=100"), answer(&id, &refs[0..3]));
     assert_eq!(poll(addr, &id, "&ttl=100"), answer(&id, &refs[3..6]));
     assert_eq!(poll(addr, &id, "&ttl=100"), answer(&id, &refs[6..7]));
-    assert_eq!(poll(addr, &id, "&ttl=100"), answer(&id, &[KEEPALIVE]));
+    assert_eq!(
+        poll_past_ttl(addr, &clock, &id, "", 100),
+        answer(&id, &[KEEPALIVE])
+    );
 }
 
 #[test]
 fn last_replays_what_followed_it() {
-    let addr = start(&[]);
+    let (addr, clock) = start_manual(&[]);
     let id = open(addr, &["/r"]);
     let mut events = Events::new(addr, &id);
     let d: Vec<String> = (1..=3)
@@ -229,7 +274,7 @@ fn last_replays_what_followed_it() {
     );
     // `last` naming the newest datagram: nothing to replay, the poll waits for its ttl.
     assert_eq!(
-        poll(addr, &id, &format!("&last={}&ttl=50", ids[2])),
+        poll_past_ttl(addr, &clock, &id, &format!("&last={}", ids[2]), 50),
         answer(&id, &[KEEPALIVE])
     );
     // The Last-Event-ID header means the same as `last`.
@@ -403,22 +448,16 @@ fn jsonp_callback_names_are_validated() {
 
 #[test]
 fn ttl_is_clamped_to_the_configured_max() {
-    let addr = start(&[
+    let (addr, clock) = start_manual(&[
         "--longpoll-ttl-ms-max",
         "100",
         "--longpoll-ttl-ms-default",
         "100",
     ]);
     let id = open(addr, &["/clamp"]);
+    // Far past the max, and none (the default): both expire at exactly 100 ms.
     for extra in ["&ttl=100000", ""] {
-        let started = Instant::now();
-        let body = poll(addr, &id, extra);
-        let took = started.elapsed();
-        assert_eq!(body, answer(&id, &[KEEPALIVE]), "{extra}");
-        assert!(
-            took >= Duration::from_millis(90) && took < Duration::from_millis(1000),
-            "{extra:?} answered after {took:?}"
-        );
+        assert_expires_after(addr, &clock, &id, "/clamp", extra, 100);
     }
     for bad in ["abc", "-1", "1.5", ""] {
         let (head, body) = get(

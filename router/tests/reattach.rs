@@ -286,32 +286,34 @@ fn unknown_or_malformed_id_gives_a_new_tunnel() {
     assert_eq!(m["tunnels_created"], 1 + cases.len() as u64);
 }
 
+/// Waits until no connection is attached: the router has detached what the test closed.
+fn all_detached(addr: SocketAddr) {
+    assert!(
+        eventually(|| attachments_open(addr) == 0),
+        "{} still attached",
+        attachments_open(addr)
+    );
+}
+
 #[test]
 fn detached_tunnel_is_culled_after_the_grace_period() {
-    let addr = start(&["--tunnel-grace-ms", "200"]);
+    let (addr, clock) = start_manual(&["--tunnel-grace-ms", "200"]);
     let mut s = Stream::open(addr, "/tunnel?format=sse&path=/cull");
     let (tunnel, _) = sse_control(&mut s);
     drop(s);
-    let dropped = Instant::now();
+    all_detached(addr);
     // Within the grace period the tunnel is still there.
+    clock.advance(199);
     let mut s = Stream::open(addr, &format!("/tunnel?format=sse&id={tunnel}"));
     assert_eq!(sse_control(&mut s), (tunnel.clone(), false));
     drop(s);
-    let dropped_again = Instant::now();
-    assert!(
-        dropped_again - dropped < Duration::from_millis(150),
-        "re-attach took too long to check the grace"
-    );
+    all_detached(addr);
+    // The grace counts from the last detach: held for 199 ms after it, culled at 200.
+    clock.advance(199);
+    assert_eq!(metrics(addr)["tunnels_culled"], 0);
+    clock.advance(1);
+    assert_eq!(metrics(addr)["tunnels_culled"], 1);
 
-    assert!(
-        eventually(|| metrics(addr)["tunnels_culled"] == 1),
-        "tunnel not culled within the wait"
-    );
-    let culled_after = dropped_again.elapsed();
-    assert!(
-        culled_after >= Duration::from_millis(150),
-        "culled {culled_after:?} after the last detach, grace is 200 ms"
-    );
     let deliveries = metrics(addr)["deliveries"].as_u64().unwrap();
     let mut s = Stream::open(addr, &format!("/tunnel?format=sse&id={tunnel}"));
     let (fresh, new) = sse_control(&mut s);
@@ -326,9 +328,56 @@ fn detached_tunnel_is_culled_after_the_grace_period() {
     assert_eq!(m["tunnels_open"], 1);
 }
 
+/// The grace ends on the shard's clock, however far ahead: a minute's grace is over at once
+/// when the clock moves past it.
+#[test]
+fn a_grace_of_a_minute_ends_as_soon_as_the_clock_passes_it() {
+    let (addr, clock) = start_manual(&["--tunnel-grace-ms", "60000"]);
+    let mut s = Stream::open(addr, "/tunnel?format=sse&path=/minute");
+    let (tunnel, _) = sse_control(&mut s);
+    drop(s);
+    all_detached(addr);
+    clock.advance(59_999);
+    assert_eq!(metrics(addr)["tunnels_culled"], 0);
+    let started = Instant::now();
+    clock.advance(1);
+    let m = metrics(addr);
+    let took = started.elapsed();
+    assert_eq!(m["tunnels_culled"], 1, "{m}");
+    assert_eq!(m["tunnels_open"], 0, "{m}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "culled {took:?} after the clock moved"
+    );
+    let mut s = Stream::open(addr, &format!("/tunnel?format=sse&id={tunnel}"));
+    let (fresh, new) = sse_control(&mut s);
+    assert!(new && fresh != tunnel, "the culled id is unknown");
+}
+
+/// On the real clock, the shard's timer task wakes for a detached tunnel's grace even while it
+/// sleeps towards a later deadline (its longest sleep is a second).
+#[test]
+fn culling_follows_the_real_clock() {
+    let addr = start(&["--tunnel-grace-ms", "50"]);
+    let s = Stream::open(addr, "/tunnel?format=sse&path=/real");
+    // Attached past the grace of its creation, so that the detach alone has to wake the timer.
+    std::thread::sleep(Duration::from_millis(100));
+    let dropped = Instant::now();
+    drop(s);
+    assert!(
+        eventually(|| metrics(addr)["tunnels_culled"] == 1),
+        "tunnel not culled within the wait"
+    );
+    let culled_after = dropped.elapsed();
+    assert!(
+        culled_after >= Duration::from_millis(45) && culled_after < Duration::from_millis(500),
+        "culled {culled_after:?} after the client left, grace is 50 ms"
+    );
+}
+
 #[test]
 fn attached_tunnels_are_not_culled() {
-    let addr = start(&["--tunnel-grace-ms", "100"]);
+    let (addr, clock) = start_manual(&["--tunnel-grace-ms", "100"]);
     // Kept attached for five grace periods.
     let mut a = Stream::open(addr, "/tunnel?format=sse&path=/keep");
     let (ta, _) = sse_control(&mut a);
@@ -340,7 +389,9 @@ fn attached_tunnels_are_not_culled() {
     let mut b = Stream::open(addr, &format!("/tunnel?format=sse&id={tb}"));
     assert_eq!(sse_control(&mut b), (tb.clone(), false));
 
-    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..5 {
+        clock.advance(100);
+    }
     let m = metrics(addr);
     assert_eq!(m["tunnels_culled"], 0);
     assert_eq!(m["tunnels_open"], 2);

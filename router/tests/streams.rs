@@ -11,7 +11,6 @@
 
 mod support;
 use std::io::{BufRead, Read};
-use std::time::{Duration, Instant};
 use support::*;
 
 /// The tunnel control datagram, byte for byte.
@@ -289,7 +288,7 @@ fn custom_formats_from_flags() {
 fn keepalive_on_every_streaming_format() {
     let mut flags = vec!["--keepalive-ms", "50"];
     flags.extend_from_slice(CUSTOM_FLAGS);
-    let addr = start(&flags);
+    let (addr, clock) = start_manual(&flags);
     // (format, record delimiter, exact keepalive record)
     let cases: &[(&str, &[u8], &str)] = &[
         ("sse", b"\n\n", ":"),
@@ -302,26 +301,37 @@ fn keepalive_on_every_streaming_format() {
         ),
         ("pipe", b"\n", "~"),
     ];
-    let mut streams: Vec<(Stream, &[u8], &str, &str)> = cases
-        .iter()
-        .map(|&(format, delim, keepalive)| {
-            let mut s = Stream::open(addr, &format!("/tunnel?format={format}&path=/k&cb=ka"));
-            assert_eq!(s.head.status, 200, "{format}");
-            // Everything up to and including the control datagram.
-            let mut first = utf8(s.record(delim).unwrap());
-            if format == "pipe" {
-                first = utf8(s.record(delim).unwrap()); // past the `<tunnel>` header line
-            }
-            assert!(
-                first.contains(r#""type":"tunnel""#) && first.contains(r#""keepalive_ms":50}"#),
-                "{format}: {first:?}"
-            );
-            (s, delim, keepalive, format)
-        })
-        .collect();
-    let started = Instant::now();
-    for (s, delim, keepalive, format) in streams.iter_mut() {
-        for _ in 0..3 {
+    let mut streams: Vec<(Stream, &[u8], &str, &str)> = clock.arming(cases.len() as u64, || {
+        cases
+            .iter()
+            .map(|&(format, delim, keepalive)| {
+                let mut s = Stream::open(addr, &format!("/tunnel?format={format}&path=/k&cb=ka"));
+                assert_eq!(s.head.status, 200, "{format}");
+                // Everything up to and including the control datagram.
+                let mut first = utf8(s.record(delim).unwrap());
+                if format == "pipe" {
+                    first = utf8(s.record(delim).unwrap()); // past the `<tunnel>` header line
+                }
+                assert!(
+                    first.contains(r#""type":"tunnel""#) && first.contains(r#""keepalive_ms":50}"#),
+                    "{format}: {first:?}"
+                );
+                (s, delim, keepalive, format)
+            })
+            .collect()
+    });
+    // No keepalive before the interval has passed: a datagram published just before it is the
+    // next record (and writing it moves the keepalive an interval later).
+    clock.advance(49);
+    let id = clock.arming(streams.len() as u64, || publish(addr, "/k", "1"));
+    for (s, delim, _, format) in streams.iter_mut() {
+        let record = utf8(s.record(delim).expect("the datagram"));
+        assert!(record.contains(&id), "{format}: {record:?}");
+    }
+    // Then one keepalive per interval on every stream.
+    for _ in 0..3 {
+        clock.arming(streams.len() as u64, || clock.advance(50));
+        for (s, delim, keepalive, format) in streams.iter_mut() {
             assert_eq!(
                 utf8(s.record(delim).expect("keepalive before the stream ends")),
                 *keepalive,
@@ -329,12 +339,8 @@ fn keepalive_on_every_streaming_format() {
             );
         }
     }
-    let elapsed = started.elapsed();
-    // Three keepalives 50 ms apart: not sooner than 100 ms, and well within a bounded wait.
-    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     let written = metrics(addr)["keepalives"].as_u64().unwrap();
-    assert!(written >= 3 * cases.len() as u64, "keepalives {written}");
+    assert_eq!(written, 3 * cases.len() as u64, "keepalives {written}");
 }
 
 /// SSE bytes of one datagram event, `id: <id>\ndata: <json>\n\n`.

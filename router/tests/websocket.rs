@@ -871,33 +871,34 @@ fn a_second_attachment_replaces_the_first_with_close_1000() {
 
 #[test]
 fn a_client_that_never_answers_pings_is_closed_with_1001() {
-    let addr = start(&["--keepalive-ms", "100"]);
-    let opened = Instant::now();
-    let (mut ws, tunnel, _) = {
+    let (addr, clock) = start_manual(&["--keepalive-ms", "100"]);
+    let (mut ws, tunnel) = clock.arming(1, || {
         let mut ws = Ws::open(addr, "/tunnel?format=ws&path=/ka");
-        let (t, n) = ws.control(100);
-        (ws, t, n)
-    };
-    let mut pings = 0;
-    let reason = loop {
+        let (t, _) = ws.control(100);
+        (ws, t)
+    });
+    // A ping every interval, none answered.
+    for ping in 1..=2 {
+        clock.arming(1, || clock.advance(100));
         match ws.next() {
-            Message::Ping(_) => pings += 1,
-            Message::Close(Some((code, reason))) => {
-                assert_eq!(code, 1001, "{reason}");
-                break reason;
-            }
-            other => panic!("unexpected {other:?}"),
+            Message::Ping(payload) => assert!(payload.is_empty()),
+            other => panic!("expected ping {ping}, got {other:?}"),
         }
+    }
+    // Just before the third interval ends the connection is still served: a message through
+    // the tunnel is answered (and is no pong).
+    clock.advance(99);
+    ws.publish("/elsewhere", "1");
+    // Then the close.
+    clock.advance(1);
+    let reason = match ws.next() {
+        Message::Close(Some((code, reason))) => {
+            assert_eq!(code, 1001, "{reason}");
+            reason
+        }
+        other => panic!("expected the close, got {other:?}"),
     };
-    let elapsed = opened.elapsed();
     assert_eq!(reason, "no pong");
-    assert_eq!(pings, 2, "two unanswered pings, then the close");
-    // Pings at ~100 and ~200 ms, the close at ~300 ms: allow scheduling slack, but not a
-    // missed interval's worth of several.
-    assert!(
-        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_millis(1000),
-        "closed after {elapsed:?}"
-    );
     ws.send_close(1001, "");
     ws.stream.shutdown(Shutdown::Write).unwrap();
     ws.expect_eof();
@@ -915,40 +916,30 @@ fn a_client_that_never_answers_pings_is_closed_with_1001() {
 
 #[test]
 fn a_client_that_answers_pings_stays() {
-    let addr = start(&["--keepalive-ms", "100"]);
-    let (mut ws, tunnel, _) = {
+    let (addr, clock) = start_manual(&["--keepalive-ms", "100"]);
+    let mut ws = clock.arming(1, || {
         let mut ws = Ws::open(addr, "/tunnel?format=ws&path=/kb");
-        let (t, n) = ws.control(100);
-        (ws, t, n)
-    };
-    let start_at = Instant::now();
-    let mut pings = 0;
+        ws.control(100);
+        ws
+    });
     // Ten intervals: far more than the two unanswered pings that drop a silent client.
-    while start_at.elapsed() < Duration::from_millis(1000) {
+    for ping in 1..=10 {
+        clock.arming(1, || clock.advance(100));
         match ws.next() {
             Message::Ping(payload) => {
                 assert!(payload.is_empty());
-                pings += 1;
                 ws.send_frame(OpCode::Pong, true, &payload);
             }
-            other => panic!("unexpected {other:?} after {pings} pings"),
+            other => panic!("expected ping {ping}, got {other:?}"),
         }
+        // The router reads the pong before the clock moves on: a message sent after it is
+        // answered.
+        ws.publish("/elsewhere", "1");
     }
-    assert!(pings >= 5, "only {pings} pings in a second");
-    // Still attached: datagrams arrive (pings may come first).
+    // Still attached: datagrams arrive.
     let id = publish(addr, "/kb", r#""still here""#);
-    loop {
-        match ws.next() {
-            Message::Ping(p) => ws.send_frame(OpCode::Pong, true, &p),
-            Message::Text(t) => {
-                assert_eq!(&t[..], datagram(&id, "/kb", r#""still here""#).as_bytes());
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
+    assert_eq!(ws.text(), datagram(&id, "/kb", r#""still here""#));
     assert_eq!(metrics(addr)["ping_timeouts"].as_u64().unwrap(), 0);
-    drop(tunnel);
 }
 
 // ----- Closing and protocol errors -----------------------------------------------------------

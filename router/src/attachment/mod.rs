@@ -236,6 +236,8 @@ impl Binding {
                 false
             }
             Kick::Replaced | Kick::Stopping | Kick::TokenExpired => {
+                // Real time, though a keepalive interval long: it bounds how long the peer
+                // takes to read, which is no deadline of the tunnel.
                 let grace = Duration::from_millis(shard.config().keepalive_ms);
                 matches!(bounded(grace, write).await, Ok(true))
             }

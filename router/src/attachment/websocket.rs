@@ -163,6 +163,7 @@ fn boxed_fail<'a>(stream: &'a TcpStream, code: u16, reason: &'a str) -> Boxed<'a
 /// Waits (bounded) for the client's close frame after ours, discarding what comes before it,
 /// then lets the caller close the socket (RFC 6455 §7.1.1: the server closes first).
 async fn await_close(stream: &TcpStream) {
+    // Real time: the wait is for the peer's socket, not for a tunnel's deadline.
     let deadline = monoio::time::Instant::now() + Duration::from_millis(CLOSE_WAIT_MS);
     let limits = Limits {
         frame_bytes_max: CLOSE_WAIT_BYTES_MAX,

@@ -68,6 +68,8 @@ pub async fn read_request(
         header_count_max: config.header_count_max,
         body_bytes_max: config.body_bytes_max,
     };
+    // Real time, not the shard's clock: these bound what a peer does on its socket (a client
+    // that sends slowly on purpose), which a test clock cannot speed up.
     let header_timeout = Duration::from_millis(config.header_read_timeout_ms);
     let idle_timeout = Duration::from_millis(config.idle_timeout_ms);
     if buf.is_empty() {

@@ -5,8 +5,8 @@
 pub mod service;
 
 use crate::limits::{
-    ACCEPT_RETRY_MS, CULL_PERIOD_MS_MAX, CULL_PERIOD_MS_MIN, LISTEN_BACKLOG, MESH_BATCH_MAX,
-    PORT_RETRY_MS, PORT_WAIT_MS, STOP_POLL_MS, STOP_WAIT_MS, TIMER_SLEEP_MS_MAX,
+    ACCEPT_RETRY_MS, LISTEN_BACKLOG, MESH_BATCH_MAX, PORT_RETRY_MS, PORT_WAIT_MS, STOP_POLL_MS,
+    STOP_WAIT_MS, TIMER_SLEEP_MS_MAX, USERS_PERIOD_MS,
 };
 use bytes::BytesMut;
 use monoio::net::TcpListener;
@@ -24,6 +24,7 @@ use crate::auth::Auth;
 use crate::config::{Config, IoDriver};
 use crate::conn;
 use crate::metrics::Metrics;
+use crate::shard::clock::{Clock, ManualClock};
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
 use crate::shard::settings::Settings;
 use crate::shard::stop::{Ending, Stop};
@@ -41,9 +42,16 @@ pub struct Server {
     pub shared: Arc<Shared>,
     stop: Arc<Stop>,
     threads: Vec<JoinHandle<()>>,
+    manual_clock: Option<Arc<ManualClock>>,
 }
 
 impl Server {
+    /// The clock a test moves, when the server was started with
+    /// [`start_with_manual_clock`].
+    pub fn manual_clock(&self) -> Option<Arc<ManualClock>> {
+        self.manual_clock.clone()
+    }
+
     /// Waits for the shard threads: they run until the server is stopped (or the process ends).
     pub fn join(self) {
         for t in self.threads {
@@ -93,7 +101,20 @@ pub(crate) fn custom_formats(config: &Config) -> io::Result<Formats> {
 /// Binds one SO_REUSEPORT listener per shard on the configured address (the first one picks
 /// the port when it is 0) and starts the shard threads.
 pub fn start(config: Config) -> io::Result<Server> {
+    start_on(config, false)
+}
+
+/// As [`start`], but every shard measures its deadlines (keepalives, long-poll ttls, the grace
+/// of detached tunnels, event rate limits) on one [`ManualClock`] that only moves when the
+/// caller advances it ([`Server::manual_clock`]): tests check timeouts without waiting for
+/// them. Timeouts about real sockets stay on real time (see `docs/architecture.md`, "Time").
+pub fn start_with_manual_clock(config: Config) -> io::Result<Server> {
+    start_on(config, true)
+}
+
+fn start_on(config: Config, manual: bool) -> io::Result<Server> {
     let shard_count = config.shards.max(1);
+    let manual_clock = manual.then(|| Arc::new(ManualClock::new(shard_count)));
     let formats = custom_formats(&config)?;
     let auth =
         Auth::load(&config.auth).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -140,9 +161,17 @@ pub fn start(config: Config) -> io::Result<Server> {
         let shared = shared.clone();
         let shard_stop = stop.clone();
         let driver = drivers.clone();
+        let manual_clock = manual_clock.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{i}"))
-            .spawn(move || run_shard(i as u16, shared, listener, end, &shard_stop, driver));
+            .spawn(move || {
+                // The monotonic clock starts on the shard's own thread, as the shard does.
+                let clock = match manual_clock {
+                    Some(clock) => Clock::Manual { clock, shard: i },
+                    None => Clock::monotonic(),
+                };
+                run_shard(i as u16, shared, listener, end, &shard_stop, driver, clock)
+            });
         match thread {
             Ok(thread) => threads.push(thread),
             Err(e) => {
@@ -170,6 +199,7 @@ pub fn start(config: Config) -> io::Result<Server> {
         shared,
         stop,
         threads,
+        manual_clock,
     })
 }
 
@@ -255,6 +285,7 @@ fn run_shard(
     end: MeshEnd,
     stop: &Stop,
     started: std::sync::mpsc::Sender<io::Result<&'static str>>,
+    clock: Clock,
 ) {
     let (_, settings) = shared.settings.get();
     let runtime = build_runtime(settings.config.io_driver, settings.config.uring_entries);
@@ -278,11 +309,13 @@ fn run_shard(
             incoming,
             wakers,
         } = end;
-        let shard = Shard::new(id, shared, outgoing, wakers);
+        let shard = Shard::with_clock(id, shared, outgoing, wakers, clock);
         monoio::spawn(mesh_task(shard.clone(), incoming));
-        monoio::spawn(cull_task(shard.clone()));
         monoio::spawn(timer_task(shard.clone()));
         monoio::spawn(settings_task(shard.clone()));
+        if shard.auth().tokens_required() {
+            monoio::spawn(users_task(shard.clone()));
+        }
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
             Err(e) => {
@@ -296,6 +329,7 @@ fn run_shard(
         }
         // The listener is closed (the accept loop is dropped): end the connections.
         shard.begin_stop(stop.ending());
+        // Real time, on a manual clock too: connections end on their peers' schedule.
         let deadline = monoio::time::Instant::now() + Duration::from_millis(stop.wait_ms());
         while shard.metrics.connections_open.load(Ordering::Relaxed) > 0
             && monoio::time::Instant::now() < deadline
@@ -406,30 +440,34 @@ fn handle_msg(shard: &Rc<Shard>, msg: ShardMsg) {
     }
 }
 
-/// Culls abandoned tunnels a few times per grace period.
-async fn cull_task(shard: Rc<Shard>) {
-    let period_ms =
-        (shard.config().tunnel_grace_ms / 4).clamp(CULL_PERIOD_MS_MIN, CULL_PERIOD_MS_MAX);
+/// With tokens: tells the connections whose token expired (the grant's `exp`, on the wall
+/// clock tokens are written in) and retries the user releases a full ring held back.
+async fn users_task(shard: Rc<Shard>) {
     loop {
-        monoio::time::sleep(Duration::from_millis(period_ms)).await;
-        shard.cull_expired();
+        monoio::time::sleep(Duration::from_millis(USERS_PERIOD_MS)).await;
         shard.flush_user_releases();
-        if shard.auth().tokens_required() {
-            shard.expire_grants(crate::auth::unix_now_s());
-        }
+        shard.expire_grants(crate::auth::unix_now_s());
     }
 }
 
-/// Fires attachment deadlines (keepalives, long-poll ttls) for the whole shard. It sleeps until
-/// the earliest deadline, at most a second, and is poked awake by an earlier one.
+/// Fires attachment deadlines (keepalives, long-poll ttls) and culls abandoned tunnels for the
+/// whole shard. On the monotonic clock it sleeps until the earliest deadline, at most a second;
+/// on a manual clock it waits for the clock to move instead, so that a test's `advance` fires
+/// at once what came due, however far ahead. Either way an earlier deadline pokes it awake.
 async fn timer_task(shard: Rc<Shard>) {
     loop {
-        let next_ms = shard.fire_deadlines();
-        let now_ms = shard.now_ms();
-        let target_ms = next_ms.min(now_ms + TIMER_SLEEP_MS_MAX);
-        let wait = Duration::from_millis(target_ms.saturating_sub(now_ms));
+        let (fired_ms, next_ms) = shard.run_timers();
+        let target_ms = next_ms.min(fired_ms + TIMER_SLEEP_MS_MAX);
+        let clock = async {
+            if shard.clock().is_manual() {
+                poll_fn(|cx| shard.clock().poll_moved(fired_ms, cx.waker())).await;
+            } else {
+                let wait_ms = target_ms.saturating_sub(shard.now_ms());
+                monoio::time::sleep(Duration::from_millis(wait_ms)).await;
+            }
+        };
         monoio::select! {
-            _ = monoio::time::sleep(wait) => {},
+            _ = clock => {},
             _ = poll_fn(|cx| {
                 if shard.poll_timer_poke(target_ms, cx.waker()) {
                     Poll::Ready(())

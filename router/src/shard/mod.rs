@@ -1,6 +1,7 @@
 //! A shard: one core's tunnels, subscriptions and counters, and its ends of the cross-shard mesh.
 //! Everything here is `!Send` and touched only by the shard's own thread.
 
+pub mod clock;
 pub mod mesh;
 pub mod settings;
 pub mod stop;
@@ -17,7 +18,6 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
-use std::time::Instant;
 
 use crate::auth::Auth;
 use crate::config::Config;
@@ -26,6 +26,7 @@ use crate::pubsub::{path, Pattern, Registry};
 use crate::tunnel::{Attention, Kick, Subscribed, Tunnel, TunnelId, TunnelLimits};
 use crate::wire::datagram::{Datagram, DatagramId};
 use crate::wire::format::Formats;
+use clock::Clock;
 use mesh::ShardMsg;
 
 /// A publish that was accepted.
@@ -105,7 +106,8 @@ pub struct Shard {
     state: RefCell<State>,
     outgoing: RefCell<Vec<Option<Producer<ShardMsg>>>>,
     wakers: Arc<[atomic_waker::AtomicWaker]>,
-    started: Instant,
+    /// What every deadline of the shard is measured on.
+    clock: Clock,
     datagram_seq: Cell<u64>,
     token_seq: Cell<u64>,
     entropy: RefCell<(Vec<u8>, usize)>,
@@ -117,23 +119,47 @@ pub struct Shard {
 }
 
 /// Attachment deadlines (keepalives, long-poll ttls), fired by one timer task per shard instead
-/// of a timer per connection.
+/// of a timer per connection. The same task culls detached tunnels.
 struct Timers {
     /// `(due_ms, slot, token)`, earliest first. Entries of attachments that are gone, or whose
     /// deadline moved, are dropped or re-queued when they come due.
     heap: BinaryHeap<Reverse<(u64, u32, u64)>>,
-    /// When the timer task will next look; an earlier deadline pokes it.
+    /// When the timer task will next look; an earlier deadline (or cull) pokes it.
     target_ms: u64,
     poked: bool,
     waker: Option<Waker>,
 }
 
+impl Timers {
+    /// Makes the timer task look again if `due_ms` comes before it planned to.
+    fn due_at(&mut self, due_ms: u64) {
+        if due_ms < self.target_ms {
+            self.poked = true;
+            if let Some(w) = self.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
+
 impl Shard {
+    /// A shard on the monotonic clock.
     pub fn new(
         id: u16,
         shared: Arc<Shared>,
         outgoing: Vec<Option<Producer<ShardMsg>>>,
         wakers: Arc<[atomic_waker::AtomicWaker]>,
+    ) -> Rc<Shard> {
+        Shard::with_clock(id, shared, outgoing, wakers, Clock::monotonic())
+    }
+
+    /// A shard whose deadlines are measured on `clock`.
+    pub fn with_clock(
+        id: u16,
+        shared: Arc<Shared>,
+        outgoing: Vec<Option<Producer<ShardMsg>>>,
+        wakers: Arc<[atomic_waker::AtomicWaker]>,
+        clock: Clock,
     ) -> Rc<Shard> {
         let (_, settings) = shared.settings.get();
         let c = &settings.config;
@@ -164,7 +190,7 @@ impl Shard {
             }),
             outgoing: RefCell::new(outgoing),
             wakers,
-            started: Instant::now(),
+            clock,
             datagram_seq: Cell::new(0),
             token_seq: Cell::new(0),
             entropy: RefCell::new((Vec::new(), 0)),
@@ -217,9 +243,14 @@ impl Shard {
         self.wakers.len()
     }
 
-    /// Milliseconds since the shard started: the shard's clock.
+    /// Milliseconds on the shard's clock (since the shard started, on the monotonic clock).
+    /// Every deadline the shard keeps is measured on it.
     pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.clock.now_ms()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// A read buffer from the shard's pool: connections hold one only while bytes of a request
@@ -266,6 +297,7 @@ impl Shard {
         let mut timers = self.timers.borrow_mut();
         timers.heap.clear();
         timers.waker = None;
+        self.clock.forget_waker();
     }
 
     /// A token identifying one attachment (one connection's claim on a tunnel).
@@ -284,7 +316,7 @@ impl Shard {
             if getrandom::getrandom(pool).is_err() {
                 // Without OS randomness, fall back to something unique but guessable; say so.
                 tracing::error!("getrandom failed; tunnel ids are not secret");
-                let seed = self.started.elapsed().as_nanos() as u64 ^ u64::from(self.id);
+                let seed = crate::metrics::monotonic_ns() ^ u64::from(self.id);
                 for (i, b) in pool.iter_mut().enumerate() {
                     *b = (seed.rotate_left(i as u32) >> (i % 8)) as u8;
                 }
@@ -326,6 +358,8 @@ impl Shard {
         }
         st.tunnel_count += 1;
         st.detached.push_back((now_ms + grace_ms, slot, 0));
+        drop(st);
+        self.timers.borrow_mut().due_at(now_ms + grace_ms);
         Metrics::add(&self.metrics.tunnels_created, 1);
         Metrics::add(&self.metrics.tunnels_open, 1);
         Ok(id)
@@ -398,6 +432,8 @@ impl Shard {
         }
         let epoch = tunnel.detach_epoch;
         st.detached.push_back((deadline_ms, id.slot, epoch));
+        drop(st);
+        self.timers.borrow_mut().due_at(deadline_ms);
     }
 
     /// For attachment `token` of tunnel `id`: see [`Tunnel::poll_attachment`].
@@ -421,23 +457,27 @@ impl Shard {
     /// timer task fires it. Moving it later (a stream wrote) is cheap: the queued entry re-queues
     /// itself when it comes due.
     pub fn set_deadline(&self, id: &TunnelId, token: u64, due_ms: u64) {
+        self.clock.deadline_set();
         if self.with_tunnel(id, |t| t.set_deadline(token, due_ms)) != Some(Some(true)) {
             return;
         }
         let mut timers = self.timers.borrow_mut();
         timers.heap.push(Reverse((due_ms, id.slot, token)));
-        if due_ms < timers.target_ms {
-            timers.poked = true;
-            if let Some(w) = timers.waker.take() {
-                w.wake();
-            }
-        }
+        timers.due_at(due_ms);
     }
 
-    /// Fires every deadline that has passed; returns when the next one is due (`u64::MAX` if
-    /// none is queued).
-    pub fn fire_deadlines(&self) -> u64 {
+    /// For the timer task: fires every attachment deadline that has passed and culls every
+    /// tunnel whose grace has, at one reading of the clock. Returns that reading and when the
+    /// next deadline or cull is due (`u64::MAX` if none is queued).
+    pub fn run_timers(&self) -> (u64, u64) {
         let now_ms = self.now_ms();
+        let next_ms = self.fire_deadlines(now_ms).min(self.cull_expired(now_ms));
+        self.clock.caught_up(now_ms);
+        (now_ms, next_ms)
+    }
+
+    /// Fires every deadline due at `now_ms`; returns when the next one is due.
+    fn fire_deadlines(&self, now_ms: u64) -> u64 {
         let mut st = self.state.borrow_mut();
         let mut timers = self.timers.borrow_mut();
         while let Some(&Reverse((due_ms, slot, token))) = timers.heap.peek() {
@@ -466,14 +506,16 @@ impl Shard {
         false
     }
 
-    /// Culls tunnels detached for longer than the grace period. Returns how many.
-    pub fn cull_expired(&self) -> usize {
-        let now_ms = self.now_ms();
+    /// Culls tunnels detached for longer than the grace period at `now_ms`; returns when the
+    /// next cull candidate's grace ends.
+    fn cull_expired(&self, now_ms: u64) -> u64 {
         let mut culled_slots = Vec::new();
+        let mut next_ms = u64::MAX;
         let mut guard = self.state.borrow_mut();
         let st = &mut *guard;
         while let Some(&(deadline_ms, slot, epoch)) = st.detached.front() {
             if deadline_ms > now_ms {
+                next_ms = deadline_ms;
                 break;
             }
             st.detached.pop_front();
@@ -500,7 +542,7 @@ impl Shard {
             Metrics::add(&self.metrics.tunnels_culled, culled as u64);
             Metrics::sub(&self.metrics.tunnels_open, culled as u64);
         }
-        culled
+        next_ms
     }
 
     /// Publishes `data_json` on `path`: delivers to local subscribers and queues one message per
@@ -673,6 +715,7 @@ fn tunnel_mut<'a>(tunnels: &'a mut [Option<Tunnel>], id: &TunnelId) -> Option<&'
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn shard() -> Rc<Shard> {
         let shared = Arc::new(Shared::new(
@@ -713,6 +756,42 @@ mod tests {
         assert_eq!(shard.config().keepalive_ms, 500);
         assert!(shard.formats().get("mine").is_some());
         assert_eq!(before.keepalive_ms, Config::default().keepalive_ms);
+    }
+
+    #[test]
+    fn timers_cull_when_the_grace_ends_and_say_when_to_look_next() {
+        let manual = Arc::new(clock::ManualClock::new(1));
+        let shared = Arc::new(Shared::new(
+            1,
+            settings::Settings {
+                config: Config::default(),
+                formats: Formats::default(),
+                auth: Arc::new(Auth::open()),
+            },
+        ));
+        let wakers = Arc::from(vec![Default::default()]);
+        let clock = Clock::Manual {
+            clock: manual.clone(),
+            shard: 0,
+        };
+        let shard = Shard::with_clock(0, shared, vec![None], wakers, clock);
+        let grace_ms = shard.config().tunnel_grace_ms;
+        assert_eq!(shard.run_timers(), (0, u64::MAX), "nothing is due");
+        let id = shard.create_tunnel().expect("room for a tunnel");
+        assert_eq!(shard.run_timers(), (0, grace_ms), "the new tunnel's grace");
+        // No timer task runs here: `advance` waits on another thread until `run_timers` has
+        // run at the new time, as a shard's timer task would.
+        let moved = std::thread::spawn(move || manual.advance(grace_ms));
+        while shard.now_ms() < grace_ms {
+            std::thread::yield_now();
+        }
+        assert_eq!(shard.run_timers(), (grace_ms, u64::MAX));
+        assert!(
+            moved.join().expect("advance returns"),
+            "run_timers caught up"
+        );
+        assert!(!shard.tunnel_exists(&id), "culled");
+        assert_eq!(shard.metrics.tunnels_culled.load(Ordering::Relaxed), 1);
     }
 
     #[test]

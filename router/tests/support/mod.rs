@@ -4,9 +4,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use router::config::Config;
+use router::shard::clock::ManualClock;
 
 pub mod chaos;
 pub mod process;
@@ -17,16 +19,66 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// Starts a router with two shards on an ephemeral port; `flags` are extra command-line flags.
 /// The router is stopped when the test's thread ends.
 pub fn start(flags: &[&str]) -> SocketAddr {
+    let server = router::server::start(test_config(flags)).expect("router starts");
+    keep(server)
+}
+
+/// Starts a router as [`start`] does, on a manual clock: its keepalives, long-poll ttls, culls
+/// and event rate limits wait for the test to move the clock, not for real time.
+pub fn start_manual(flags: &[&str]) -> (SocketAddr, TestClock) {
+    let server =
+        router::server::start_with_manual_clock(test_config(flags)).expect("router starts");
+    let clock = server.manual_clock().expect("started on a manual clock");
+    (keep(server), TestClock(clock))
+}
+
+fn test_config(flags: &[&str]) -> Config {
     let mut args: Vec<String> = vec!["--listen", "127.0.0.1:0", "--shards", "2", "--log", "warn"]
         .into_iter()
         .map(String::from)
         .collect();
     args.extend(flags.iter().map(|s| s.to_string()));
-    let config = Config::from_args(args).expect("test config is valid");
-    let server = router::server::start(config).expect("router starts");
+    Config::from_args(args).expect("test config is valid")
+}
+
+/// Keeps `server` running until the test's thread ends; returns its address.
+fn keep(server: router::server::Server) -> SocketAddr {
     let addr = server.addr;
     SERVERS.with(|servers| servers.borrow_mut().push(Running(Some(server))));
     addr
+}
+
+/// The manual clock of a router started by [`start_manual`].
+pub struct TestClock(pub Arc<ManualClock>);
+
+impl TestClock {
+    /// Moves the clock `ms` forward. When it returns, every shard has fired what came due (a
+    /// cull is done; a keepalive or an expired poll is on its way to its connection).
+    pub fn advance(&self, ms: u64) {
+        assert!(
+            self.0.advance(ms),
+            "a shard did not catch up with the clock"
+        );
+    }
+
+    /// Runs `action`, which makes the router set `n` attachment deadlines (a stream or a
+    /// WebSocket attaching, a poll parking, a write or a keepalive arming the next one), and
+    /// waits until it has. The router reads the clock when it sets a deadline, after writing
+    /// what the test reads, so the clock may only move once the deadline is set.
+    pub fn arming<R>(&self, n: u64, action: impl FnOnce() -> R) -> R {
+        let before = self.0.deadlines_set();
+        let result = action();
+        let deadline = Instant::now() + WAIT;
+        while self.0.deadlines_set() < before + n {
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} deadlines set",
+                self.0.deadlines_set() - before
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        result
+    }
 }
 
 /// A router that stops when dropped.
@@ -35,7 +87,12 @@ struct Running(Option<router::server::Server>);
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(server) = self.0.take() {
-            server.stop();
+            // Stopped from a thread of its own: the stop wakes the shards through the calling
+            // thread's monoio context, a thread-local that may already be gone while this
+            // thread's locals are dropped (once the thread has woken a shard itself, as a
+            // test that moves a manual clock does), and the wake would then be lost.
+            let stopping = std::thread::spawn(move || server.stop());
+            let _ = stopping.join();
         }
     }
 }
@@ -293,6 +350,40 @@ pub fn eventually(mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     false
+}
+
+/// Long-polls tunnel `id` (with `extra` query parameters) on a new connection while nothing is
+/// queued for it: the poll parks, the clock moves by its `ttl_ms`, and the answer's body (a
+/// keepalive) comes back.
+pub fn poll_past_ttl(
+    addr: SocketAddr,
+    clock: &TestClock,
+    id: &str,
+    extra: &str,
+    ttl_ms: u64,
+) -> String {
+    let mut c = Client::new(addr);
+    clock.arming(1, || {
+        c.get(&format!(
+            "/tunnel?format=longpoll&id={id}&ttl={ttl_ms}{extra}"
+        ))
+    });
+    clock.advance(ttl_ms);
+    let (head, body) = c.response();
+    assert_eq!(head.status, 200, "{body}");
+    body
+}
+
+/// Connections attached to a tunnel now, over every format and shard (a Prometheus gauge).
+pub fn attachments_open(addr: SocketAddr) -> u64 {
+    let mut c = Client::new(addr);
+    c.get("/metrics");
+    let (head, body) = c.response();
+    assert_eq!(head.status, 200);
+    body.lines()
+        .filter(|l| l.starts_with("router_attachments_open{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
 }
 
 /// The router's summed counters (the JSON form of `/metrics`).
