@@ -36,22 +36,40 @@ fn main() {
             println!("{}", Config::usage());
             return;
         }
+        Err(e @ ConfigError::Version) => {
+            println!("{e}");
+            return;
+        }
         Err(e) => {
+            // Named as it was run (`target/release/router`, say), since it may not be on PATH.
+            let program = std::env::args()
+                .next()
+                .unwrap_or_else(|| "router".to_owned());
             eprintln!("router: {e}");
-            eprintln!("try `router --help`");
+            eprintln!("try `{program} --help`");
             std::process::exit(2);
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let colours = router::os::log_colours(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR"),
+    );
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colours)
+        .init();
     let files_max = router::os::raise_open_files_limit();
     tracing::info!(
         files_max,
         tunnels_max = files_max.saturating_sub(64),
         "open-files limit (each attached tunnel holds one socket)"
     );
-    tracing::info!(config = ?config, "effective configuration");
+    tracing::info!("configuration: {}", config.summary());
+    for line in config.key_lines() {
+        tracing::debug!("config: {line}");
+    }
     match router::server::start(config) {
         Ok(server) => {
             tracing::info!(addr = %server.addr, shards = server.shared.metrics.len(), "listening");
