@@ -113,9 +113,10 @@ def run_round(a, params, work, n, deadline):
             f = run_step(a, params[step], target, run_dir, deadline)
             figs.setdefault(step, {})[target] = f
             if f.get("p99_us") is not None:
-                print(f"gate: round {n} {step:<10} {target:<8} p99 {f['p99_us']} us, p50 {f['p50_us']} us, "
-                      f"{f['deliveries_per_s']:,.0f} deliveries/s ({f['deliveries']}/{f['deliveries_expected']}), "
-                      f"gaps {f['gaps']}, duplicates {f['duplicates']}, {f['wall_s']} s", flush=True)
+                print(f"gate: round {n} {step:<10} {target:<8} p99 {peers.ms(f['p99_us'])}, "
+                      f"p50 {peers.ms(f['p50_us'])}, {peers.count(f['deliveries_per_s'])} deliveries/s "
+                      f"({peers.count(f['deliveries'])}/{peers.count(f['deliveries_expected'])}), "
+                      f"gaps {f['gaps']}, duplicates {f['duplicates']}, {f['wall_s']:.1f} s", flush=True)
             if f.get("error"):
                 print(f"gate: round {n} {step} {target}: {f['error']}", file=sys.stderr)
                 if f.get("tail"):
