@@ -56,20 +56,23 @@ pub fn plain(message: &str) -> String {
         .join("\n")
 }
 
-/// `unknown field `x`, expected one of `a`, `b`` -> `unknown key `x`, did you mean `a`?`.
+/// `unknown field `x`, expected one of `a`, `b`` -> `unknown key `x`, did you mean `a`?`; the
+/// same for a value of a fixed set (`unknown variant`, such as `io_driver = "urign"`).
 fn unknown_key(line: &str) -> String {
-    const MARK: &str = "unknown field `";
-    let Some(at) = line.find(MARK) else {
+    let found = [("unknown field `", "key"), ("unknown variant `", "value")]
+        .into_iter()
+        .find_map(|(mark, what)| line.find(mark).map(|at| (at, mark, what)));
+    let Some((at, mark, what)) = found else {
         return line.to_owned();
     };
     let (before, rest) = line.split_at(at);
-    let rest = rest.get(MARK.len()..).unwrap_or("");
+    let rest = rest.get(mark.len()..).unwrap_or("");
     let Some((word, expected)) = rest.split_once('`') else {
         return line.to_owned();
     };
     // The rest names the valid keys between backquotes: every second piece.
     let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    let mut out = format!("{before}unknown key `{word}`");
+    let mut out = format!("{before}unknown {what} `{word}`");
     if let Some(best) = suggest(word, candidates.iter().copied()) {
         out.push_str(&format!(", did you mean `{best}`?"));
     } else if candidates.is_empty() {
@@ -191,6 +194,14 @@ mod tests {
         assert_eq!(
             plain("unknown field `qq`, expected `content_type` or `envelope`"),
             "unknown key `qq`, expected one of `content_type`, `envelope`"
+        );
+        assert_eq!(
+            plain("unknown variant `urign`, expected one of `auto`, `uring`, `epoll`"),
+            "unknown value `urign`, did you mean `uring`?"
+        );
+        assert_eq!(
+            plain("unknown variant `fast`, expected one of `auto`, `uring`, `epoll`"),
+            "unknown value `fast`, expected one of `auto`, `uring`, `epoll`"
         );
         assert_eq!(
             plain("unknown field `a`, there are no fields"),
