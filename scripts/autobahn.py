@@ -2,12 +2,16 @@
 """Runs the Autobahn WebSocket conformance cases (PyPI `kosoku`) against the router's echo.
 
 Starts the router with `--conformance-echo true`, runs the case groups below, writes the
-report to results/autobahn/ (index.json and summary.md), and compares every case with the
-expected results kept in results/autobahn/expected.json: any case that does worse than
-expected fails the run.
+report (index.json and summary.md) and compares every case with the expected results kept in
+results/autobahn/expected.json: any case that does worse than expected fails the run.
+
+The report of a run goes to results/autobahn/tmp/, which git ignores, so that the test command
+leaves the tree clean; `--record` writes it over the committed report in results/autobahn/
+instead, and `--out DIR` anywhere else.
 
     python3 scripts/autobahn.py                 # run and compare
-    python3 scripts/autobahn.py --update        # run and record the results as expected
+    python3 scripts/autobahn.py --record        # also replace the committed report
+    python3 scripts/autobahn.py --update        # record, and take the results as expected
 
 Excluded cases (see results/autobahn/README.md): group 9 cases whose messages exceed the
 configured `websocket_message_bytes_max` (1 MiB by default), which the router refuses with
@@ -92,9 +96,18 @@ def summary(results):
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--router", default="target/release/router")
-    p.add_argument("--out", default="results/autobahn")
-    p.add_argument("--update", action="store_true", help="record this run as the expected results")
+    p.add_argument("--out", help="folder for the report (default results/autobahn/tmp, git-ignored)")
+    p.add_argument("--record", action="store_true",
+                   help="write the report to results/autobahn, the committed one")
+    p.add_argument("--expected", default="results/autobahn/expected.json",
+                   help="expected behaviour of every case (default %(default)s)")
+    p.add_argument("--update", action="store_true",
+                   help="record this run and take its results as the expected ones")
     args = p.parse_args()
+    if args.out and (args.record or args.update):
+        p.error("--out and --record/--update name two places for the report; give one")
+    recorded = args.record or args.update
+    args.out = args.out or ("results/autobahn" if recorded else "results/autobahn/tmp")
     if shutil.which("kosoku") is None:
         sys.exit("autobahn: kosoku is not installed (pip install kosoku)")
     with tempfile.TemporaryDirectory() as workdir:
@@ -105,7 +118,7 @@ def main():
     with open(os.path.join(args.out, "summary.md"), "w") as f:
         f.write(f"# Autobahn cases against `/echo`\n\nRouter: `{command}`\n"
                 f"Cases: {' '.join(GROUPS)}; excluded: {' '.join(EXCLUDED)}\n\n{summary(ordered)}\n")
-    expected_path = os.path.join(args.out, "expected.json")
+    expected_path = args.expected
     if args.update:
         with open(expected_path, "w") as f:
             json.dump(ordered, f, indent=1)
@@ -121,6 +134,7 @@ def main():
     passed = sum(1 for c, b in results.items() if RANK.get(b, 99) <= RANK.get(expected.get(c, "OK"), 99))
     if worse:
         print("autobahn: cases worse than expected:\n  " + "\n  ".join(worse))
+    print(f"autobahn: report in {args.out}")
     print(f"autobahn: {passed} passed, {len(worse)} failed")
     sys.exit(1 if worse else 0)
 

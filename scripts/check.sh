@@ -10,6 +10,9 @@
 # (scripts/auth mints the test tokens), and npm `ws` (scripts/interop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The check records nothing: what its runs measure goes to temporary or git-ignored folders
+# (the scripts write into results/ only when asked). It ends by checking that.
+status_before=$(git status --porcelain 2>/dev/null || true)
 if ! python3 -c 'import kosoku, websockets, prometheus_client, promql_parser, jwt, cryptography' \
     2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check kosoku==0.1.0 websockets==17.4 \
@@ -32,3 +35,9 @@ python3 scripts/storm.py --tunnels 2000 --new 600 --rate 100 > /dev/null
 compare_out=$(mktemp -d)
 python3 scripts/compare.py --quick --strict --out "$compare_out"
 rm -rf "$compare_out"
+status_after=$(git status --porcelain 2>/dev/null || true)
+if [ "$status_after" != "$status_before" ]; then
+  echo "check.sh: the run changed the tree (git status before and after):" >&2
+  diff <(echo "$status_before") <(echo "$status_after") >&2 || true
+  exit 1
+fi

@@ -560,9 +560,10 @@ def main():
         lat = s.get("latency_us") or {}
         mem = s.get("memory") or {}
         print(f"    {rec['status']}{': ' + rec['error'] if rec['error'] else ''}"
-              + (f" | open {s.get('tunnels_open')}/{s.get('tunnels_attempted')}, {s.get('deliveries_per_s')} deliveries/s, "
-                 f"p99 {lat.get('p99_us')} us, per tunnel {mem.get('per_tunnel_bytes')} B, "
-                 f"{s.get('connect_rate_per_s')} connects/s" if s else ""), flush=True)
+              + (f" | open {peers.count(s.get('tunnels_open'))}/{peers.count(s.get('tunnels_attempted'))}, "
+                 f"{peers.count(s.get('deliveries_per_s'))} deliveries/s, p99 {peers.ms(lat.get('p99_us'))}, "
+                 f"{peers.size(mem.get('per_tunnel_bytes'))} per tunnel, "
+                 f"{peers.count(s.get('connect_rate_per_s'))} connects/s" if s else ""), flush=True)
         if rec.get("tail") and rec["status"] != "ok":
             print("    loadgen output (tail):\n      " + "\n      ".join(rec["tail"]), file=sys.stderr, flush=True)
     for scen in scens:

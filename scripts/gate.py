@@ -113,9 +113,11 @@ def run_round(a, params, work, n, deadline):
             f = run_step(a, params[step], target, run_dir, deadline)
             figs.setdefault(step, {})[target] = f
             if f.get("p99_us") is not None:
-                print(f"gate: round {n} {step:<10} {target:<8} p99 {f['p99_us']} us, p50 {f['p50_us']} us, "
-                      f"{f['deliveries_per_s']:,.0f} deliveries/s ({f['deliveries']}/{f['deliveries_expected']}), "
-                      f"gaps {f['gaps']}, duplicates {f['duplicates']}, {f['wall_s']} s", flush=True)
+                print(f"gate: round {n} {step:<10} {target:<8} p99 {peers.ms(f['p99_us'])}, "
+                      f"p50 {peers.ms(f['p50_us'])}, {peers.count(f['deliveries_per_s'])} deliveries/s "
+                      f"({peers.count(f['deliveries'])}/{peers.count(f['deliveries_expected'])}), "
+                      f"gaps {peers.count(f['gaps'])}, duplicates {peers.count(f['duplicates'])}, "
+                      f"{f['wall_s']:.1f} s", flush=True)
             if f.get("error"):
                 print(f"gate: round {n} {step} {target}: {f['error']}", file=sys.stderr)
                 if f.get("tail"):
@@ -226,7 +228,8 @@ def main():
     best_p99 = min(p99s) if p99s else None
     best_del = max(dels) if dels else None
     print(f"gate: {len(rounds)} round(s) in {time.monotonic() - started:.0f} s; router/baseline p99 ratio per round "
-          f"{[fmt(x) for x in p99s]}, deliveries/s ratio per round {[fmt(x) for x in dels]}")
+          f"{', '.join(fmt(x) for x in p99s) or '—'}; deliveries/s ratio per round "
+          f"{', '.join(fmt(x) for x in dels) or '—'}")
     if best_p99 is None or best_del is None:
         problems.append("no round produced both ratios")
 

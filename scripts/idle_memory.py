@@ -127,6 +127,12 @@ def main():
     summary = asyncio.run(run(args))
     text = json.dumps(summary, indent=2)
     print(text)
+    # The same figures rounded, with units, for a person (the JSON keeps them exact).
+    print(f"idle_memory: {summary['tunnels']:,} idle {summary['format']} tunnels, "
+          f"{summary['bytes_per_tunnel'] / 1000:,.2f} KB per tunnel (router RSS "
+          f"{summary['router_rss_before_bytes'] / 1e6:,.1f} MB before, "
+          f"{summary['router_rss_after_bytes'] / 1e6:,.1f} MB after), "
+          f"{summary['connect_rate_per_s']:,.0f} connects/s", file=sys.stderr)
     if args.out:
         os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
         with open(args.out, "w") as f:

@@ -46,6 +46,31 @@ class PeerError(RuntimeError):
     """A target could not be installed, started or checked."""
 
 
+# ---------------------------------------------------------------------------------------------
+# Figures for people: what the scripts print is rounded and carries its unit (summary.json
+# keeps the exact values).
+
+def count(v):
+    """12345.6 -> '12,346'; None -> '—'."""
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def ms(us):
+    """A latency in microseconds as milliseconds: 421.7 -> '0.42 ms'."""
+    return "—" if us is None else f"{us / 1000:,.2f} ms"
+
+
+def size(b):
+    """Bytes in B, KB or MB (powers of 1000, as the reports use): 853.2 -> '853 B'."""
+    if b is None:
+        return "—"
+    if abs(b) < 1000:
+        return f"{b:,.0f} B"
+    if abs(b) < 1e6:
+        return f"{b / 1000:,.2f} KB"
+    return f"{b / 1e6:,.1f} MB"
+
+
 def repo_path(path):
     """A path relative to the repository root, unless it is absolute."""
     return path if os.path.isabs(path) else os.path.join(ROOT, path)

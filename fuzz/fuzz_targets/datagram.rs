@@ -29,9 +29,13 @@ fuzz_target!(|input: &[u8]| {
         seq: input.len() as u64,
     };
 
+    // The publish time rides in the datagram's buffer after the JSON: any value must come back
+    // and leave the JSON untouched.
+    let published_ns = u64::from(input[0]).rotate_right(8) | input.len() as u64;
     if let Ok(data_json) = json::compact(data, json_depth_max()) {
-        let datagram = Datagram::encode(id, path, &data_json);
+        let datagram = Datagram::encode(id, path, &data_json, published_ns);
         check_fields(&datagram, id, path);
+        assert_eq!(datagram.published_ns(), published_ns);
         assert_eq!(datagram.binary(), None);
         let fields = json::parse_fields(datagram.json(), json_depth_max() + 1)
             .expect("a datagram is a JSON object");
@@ -42,8 +46,9 @@ fuzz_target!(|input: &[u8]| {
         );
     }
 
-    let datagram = Datagram::encode_binary(id, path, data);
+    let datagram = Datagram::encode_binary(id, path, data, published_ns);
     check_fields(&datagram, id, path);
+    assert_eq!(datagram.published_ns(), published_ns);
     assert_eq!(datagram.binary(), Some(data));
     let json = datagram.json();
     let b64 = json

@@ -39,16 +39,29 @@ fn main() {
             println!("{}", Config::usage());
             return;
         }
+        Err(e @ ConfigError::Version) => {
+            println!("{e}");
+            return;
+        }
         Err(e) => {
+            // Named as it was run (`target/release/router`, say), since it may not be on PATH.
+            let program = std::env::args()
+                .next()
+                .unwrap_or_else(|| "router".to_owned());
             eprintln!("router: {e}");
-            eprintln!("try `router --help`");
+            eprintln!("try `{program} --help`");
             std::process::exit(2);
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let colours = router::os::log_colours(
+        std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        std::env::var_os("NO_COLOR"),
+    );
     let logging = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_filter_reloading();
     let log_filter = logging.reload_handle();
     logging.init();
@@ -66,7 +79,10 @@ fn main() {
         tunnels_max = files_max.saturating_sub(64),
         "open-files limit (each attached tunnel holds one socket)"
     );
-    tracing::info!(config = ?config, "effective configuration");
+    tracing::info!("configuration: {}", config.summary());
+    for line in config.key_lines() {
+        tracing::debug!("config: {line}");
+    }
     match router::server::start(config) {
         Ok(server) => {
             tracing::info!(

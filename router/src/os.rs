@@ -1,6 +1,13 @@
 //! Process-level settings the binaries apply at start-up, and what `/metrics` reports of the
 //! process (read from /proc/self).
 
+/// Whether the log is written with ANSI colours: only to a terminal, and not when `NO_COLOR`
+/// is set to anything but the empty string (no-color.org). A log captured to a file or by
+/// journald would otherwise carry escape codes.
+pub fn log_colours(stdout_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stdout_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the limit in force.
 pub fn raise_open_files_limit() -> u64 {
     let mut limit = libc::rlimit {
@@ -64,6 +71,22 @@ mod tests {
             0
         );
         limit
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        use super::log_colours;
+        assert!(log_colours(true, None));
+        assert!(
+            log_colours(true, Some("".into())),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!log_colours(true, Some("1".into())));
+        assert!(
+            !log_colours(false, None),
+            "a file or a pipe gets no escapes"
+        );
+        assert!(!log_colours(false, Some("1".into())));
     }
 
     #[test]

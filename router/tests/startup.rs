@@ -1,5 +1,6 @@
 //! Start-up: the router refuses a port that another listener already holds, rather than
-//! silently sharing it through SO_REUSEPORT.
+//! silently sharing it through SO_REUSEPORT; the binary's own flags (`--version`, `--log`), its
+//! refusals of a mistyped command line, and a log fit for a file.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -189,4 +190,116 @@ fn a_stopped_server_ends_every_connection_and_frees_its_port() {
     router::server::start(again)
         .expect("a router starts again on the same port")
         .stop();
+}
+
+/// Runs the router binary to its end with `args`; returns (exit code, stdout, stderr).
+fn run_router(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_router"))
+        .args(args)
+        .output()
+        .expect("router runs");
+    (
+        out.status.code().expect("exited, not killed"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_flags_print_the_version_and_revision() {
+    for flag in ["--version", "-V"] {
+        let (code, stdout, stderr) = run_router(&[flag]);
+        assert_eq!(code, 0, "{flag}: {stderr}");
+        let line = stdout.trim_end();
+        let want = format!("router {} (git ", env!("CARGO_PKG_VERSION"));
+        assert!(
+            line.starts_with(&want) && line.ends_with(')'),
+            "{flag}: {line:?}"
+        );
+        let revision = &line[want.len()..line.len() - 1];
+        assert!(
+            revision == "unknown" || revision.chars().all(|c| c.is_ascii_hexdigit()),
+            "{flag}: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unknown_log_level_is_refused_with_the_valid_ones() {
+    let (code, stdout, stderr) = run_router(&["--log", "verbose"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("`verbose` is not a log level"), "{stderr}");
+    assert!(
+        stderr.contains("error, warn, info, debug, trace, off"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_mistyped_key_gets_a_suggestion() {
+    let (code, _, stderr) = run_router(&["--keepalive", "5000"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("did you mean --keepalive-ms?"), "{stderr}");
+
+    let file = std::env::temp_dir().join(format!("router-startup-{}.toml", std::process::id()));
+    std::fs::write(&file, "shard = 2\n").unwrap();
+    let (code, _, stderr) = run_router(&["--config", file.to_str().unwrap()]);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("unknown key `shard`, did you mean `shards`?"),
+        "{stderr}"
+    );
+    let longest = stderr.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 200, "a line of {longest} characters: {stderr}");
+}
+
+/// A log written to a pipe (as to a file or journald) carries no colour escapes, even without
+/// `NO_COLOR`; the configuration is a summary at info and one key per line at debug.
+#[test]
+fn a_log_to_a_pipe_is_plain_text_with_one_key_per_line() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_router"))
+        .args(["--listen", "127.0.0.1:0", "--shards", "1", "--log", "debug"])
+        .args(["--keepalive-ms", "5000"])
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("router runs");
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for line in stdout.lines().map_while(Result::ok) {
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = lines.join("\n");
+    assert!(log.contains("listening"), "{log}");
+    assert!(
+        !log.contains("\x1b["),
+        "ANSI escapes in a piped log: {log:?}"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| l.contains(" INFO ") && l.contains("configuration: "))
+        .unwrap_or_else(|| panic!("no configuration summary: {log}"));
+    assert!(
+        summary.contains("listen 127.0.0.1:0, 1 shard, ")
+            && summary.contains("changed from the defaults: keepalive_ms = 5000"),
+        "{summary}"
+    );
+    assert!(summary.len() < 300, "{summary}");
+    let keys: Vec<&String> = lines.iter().filter(|l| l.contains("config: ")).collect();
+    assert!(
+        keys.iter()
+            .any(|l| l.ends_with("config: keepalive_ms = 5000")),
+        "{log}"
+    );
+    assert!(keys.len() >= 30, "one line per key: {log}");
 }

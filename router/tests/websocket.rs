@@ -591,8 +591,8 @@ fn invalid_control_messages_answer_an_error_and_keep_the_tunnel() {
     let (mut ws, tunnel, _) = Ws::tunnel(addr, "/tunnel?format=ws&path=/ok");
     let private = format!(r#"{{"type":"subscribe","path":"/tunnel/{tunnel}"}}"#);
     let cases = [
-        ("not json", "body is not valid JSON"),
-        ("[1,2]", "body must be a JSON object"),
+        ("not json", "message is not valid JSON"),
+        ("[1,2]", "message must be a JSON object"),
         (r#"{"path":"/a"}"#, "missing type"),
         (r#"{"type":7}"#, "\"type\" must be a string"),
         (r#"{"type":"dance","path":"/a"}"#, "unknown message type"),
@@ -1055,7 +1055,7 @@ fn a_message_over_the_limit_is_closed_with_1009() {
     // A message of exactly the limit is fine (an error answer: it is not JSON).
     let (mut ws, _, _) = Ws::tunnel(addr, "/tunnel?format=ws");
     ws.send_frame(OpCode::Text, true, &[b'x'; 4096]);
-    assert_eq!(ws.text(), error("body is not valid JSON"));
+    assert_eq!(ws.text(), error("message is not valid JSON"));
     // One frame over it.
     ws.send_frame(OpCode::Text, true, &[b'x'; 4097]);
     assert_eq!(ws.expect_close(1009), "message too big");

@@ -353,7 +353,7 @@ impl WsState {
                 Message::Close(close) => return Some(answer_close(stream, close).await),
                 Message::Text(text) => {
                     let depth_max = shard.config().json_depth_max;
-                    let answer = match json::parse_fields(&text, depth_max) {
+                    let answer = match json::parse_message_fields(&text, depth_max) {
                         Ok(fields) => self.control_message(binding, shard, fields).await,
                         Err(e) => Err(Refusal::from(e)),
                     };

@@ -9,11 +9,23 @@ use serde::{Deserialize, Serialize};
 use crate::wire::template::{Part, Template};
 
 mod auth;
+mod display;
 mod reload;
 mod validate;
+mod wording;
 pub use auth::{AuthConfig, AuthMode, TUNNELS_PER_SUB_CEILING};
 pub use reload::{Reloaded, RELOADABLE_KEYS};
 use validate::invalid;
+use wording::suggest;
+
+/// `router --version`: the crate version and the git revision it was built from (router/build.rs;
+/// "unknown" outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("ROUTER_GIT_REVISION"),
+    ")"
+);
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -187,10 +199,16 @@ pub enum ConfigError {
     /// `--help` or `-h`: the caller prints `Config::usage()` and exits successfully.
     #[error("{}", Config::usage())]
     Help,
+    /// `--version` or `-V`: the caller prints [`VERSION`] and exits successfully.
+    #[error("router {VERSION}")]
+    Version,
 }
 
 const USAGE: &str = "\
 usage: router [--config FILE] [--KEY VALUE]... [--set DOTTED.KEY=VALUE]...
+
+From a source checkout, `cargo run --release -p router -- ARGS` builds and runs it, and
+`target/release/router ARGS` runs the built binary.
 
 Settings are applied in order: built-in defaults, then the TOML file given with --config,
 then the flags below (the last flag for a key wins).
@@ -203,7 +221,10 @@ then the flags below (the last flag for a key wins).
   --set KEY=VALUE          set any key, including nested ones, e.g.
                              --set stream_recycle_bytes.sse=65536
                              --set 'formats.myfmt.envelope=\"{json}\\n\"'
+  --log FILTER             what to log: a level (error, warn, info, debug, trace, off) or
+                           a list such as info,router=debug (default info)
   -h, --help               print this help
+  -V, --version            print the version and the git revision it was built from
 
 Every top-level key of the config file is also a flag: --some-key VALUE or --some-key=VALUE
 sets `some_key` (see docs/limits.md for the list). VALUE is read as a TOML value when it is
@@ -236,6 +257,9 @@ impl Config {
         while let Some(arg) = args.next() {
             if arg == "-h" || arg == "--help" {
                 return Err(ConfigError::Help);
+            }
+            if arg == "-V" || arg == "--version" {
+                return Err(ConfigError::Version);
             }
             let Some(flag) = arg.strip_prefix("--") else {
                 return Err(ConfigError::Usage(format!(
@@ -289,11 +313,13 @@ impl Config {
                     }
                     let key = name.replace('-', "_");
                     if !top_level_keys.contains_key(&key) {
+                        let hint = match suggest(&key, top_level_keys.keys().map(String::as_str)) {
+                            Some(near) => format!("did you mean --{}?", near.replace('_', "-")),
+                            None => "every top-level key is a flag (see deploy/router.toml)".into(),
+                        };
                         return Err(ConfigError::Invalid {
                             key,
-                            message: format!(
-                                "unknown key (from --{name}); every top-level key is a flag"
-                            ),
+                            message: format!("unknown key (from --{name}); {hint}"),
                         });
                     }
                     overrides.push(Override {
@@ -374,7 +400,7 @@ fn parse_value(raw: &str) -> toml::Value {
 fn parse_file(text: &str) -> Result<toml::Table, String> {
     let table: toml::Table =
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
-    toml::from_str::<Config>(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+    toml::from_str::<Config>(text).map_err(|e| wording::plain(e.to_string().trim_end()))?;
     Ok(table)
 }
 
@@ -460,7 +486,7 @@ fn deserialize_error(e: &toml::de::Error, overrides: &[Override]) -> ConfigError
         (parent, None) => parent.to_owned(),
     };
     if key.is_empty() {
-        return ConfigError::Parse(message.to_owned());
+        return ConfigError::Parse(wording::plain(message));
     }
     // Blame the last flag that set this key, a table above it, a key below it, or (for a
     // missing field) a sibling that created the table.
@@ -471,9 +497,10 @@ fn deserialize_error(e: &toml::de::Error, overrides: &[Override]) -> ConfigError
             || set.starts_with(&format!("{key}."))
             || (!parent.is_empty() && set.starts_with(&format!("{parent}.")))
     });
+    let message = wording::plain(message);
     let message = match origin {
         Some(o) => format!("{message} (from {})", o.origin),
-        None => message.to_owned(),
+        None => message,
     };
     ConfigError::Invalid { key, message }
 }
@@ -642,6 +669,14 @@ publish_keys_file = "/etc/router/publish.keys"
         let err = Config::from_toml_str("keepalive = 5").unwrap_err();
         assert!(matches!(err, ConfigError::Parse(_)), "{err:?}");
         assert!(err.to_string().contains("`keepalive`"), "{err}");
+        // A suggestion, not the list of every key on one line.
+        let text = err.to_string();
+        assert!(text.contains("did you mean `keepalive_ms`?"), "{text}");
+        assert!(!text.contains("tunnel_grace_ms"), "{text}");
+        let err = Config::from_toml_str("no_such_thing = 1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.lines().all(|l| l.len() < 120), "{err}");
 
         let err = Config::from_toml_str(
             "[formats.x]\ncontent_type='a'\nenvelope='{json}'\nenvelop='{json}'",
@@ -652,16 +687,21 @@ publish_keys_file = "/etc/router/publish.keys"
         let (key, message) = invalid_key(Config::from_args(args(&["--keepalive", "5"])));
         assert_eq!(key, "keepalive");
         assert!(message.contains("--keepalive"), "{message}");
+        assert!(
+            message.contains("did you mean --keepalive-ms?"),
+            "{message}"
+        );
 
         let (key, message) = invalid_key(Config::from_args(args(&["--set", "nope.deeper=1"])));
         assert_eq!(key, "nope");
         assert!(message.contains("--set nope.deeper"), "{message}");
 
-        let (key, _) = invalid_key(Config::from_args(args(&[
+        let (key, message) = invalid_key(Config::from_args(args(&[
             "--set",
             "formats.x.envelop={json}",
         ])));
         assert_eq!(key, "formats.x.envelop");
+        assert!(message.contains("did you mean `envelope`?"), "{message}");
 
         let refused = Config::from_args(args(&["--set", "a.b.c.d=1"]));
         assert!(
@@ -859,6 +899,18 @@ publish_keys_file = "/etc/router/publish.keys"
         let (key, message) = invalid_key(Config::from_args(args(&["--keepalive-ms", "soon"])));
         assert_eq!(key, "keepalive_ms");
         assert!(message.contains("--keepalive-ms"), "{message}");
+        // In plain words, not Rust's type names.
+        assert!(message.contains("expected a whole number"), "{message}");
+        let (_, message) = invalid_key(Config::from_args(args(&["--body-bytes-max", "-1"])));
+        assert!(!message.contains("usize"), "{message}");
+        assert!(message.contains("a whole number, 0 or more"), "{message}");
+        let err = Config::from_toml_str("shards = 'many'")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains("usize") && err.contains("a whole number"),
+            "{err}"
+        );
 
         let (key, _) = invalid_key(Config::from_args(args(&["--log", "true"])));
         assert_eq!(key, "log");
@@ -963,6 +1015,12 @@ publish_keys_file = "/etc/router/publish.keys"
             Config::from_args(args(&["--shards", "2", "--help"])),
             Err(ConfigError::Help)
         ));
+        for flag in ["--version", "-V"] {
+            let result = Config::from_args(args(&["--shards", "2", flag]));
+            assert!(matches!(result, Err(ConfigError::Version)), "{result:?}");
+        }
+        let version = ConfigError::Version.to_string();
+        assert!(version.starts_with(&format!("router {} (git ", env!("CARGO_PKG_VERSION"))));
         for bad in [
             &["positional"][..],
             &["--listen"],

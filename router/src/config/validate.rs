@@ -25,12 +25,7 @@ impl Config {
             self.shards = cores.min(SHARDS_MAX);
         }
         check_range("shards", self.shards, 0, SHARDS_MAX, " (0 = one per core)")?;
-        if self.log.trim().is_empty() {
-            return Err(invalid(
-                "log",
-                "must not be empty (e.g. \"info\" or \"off\")".into(),
-            ));
-        }
+        check_log(&self.log)?;
         check_range("keepalive_ms", self.keepalive_ms, 10, 3_600_000, "")?;
         check_range("tunnel_grace_ms", self.tunnel_grace_ms, 10, 86_400_000, "")?;
         check_range(
@@ -216,6 +211,46 @@ fn check_range<T: PartialOrd + Display>(
     Ok(())
 }
 
+/// The levels a `log` directive may name, most severe first.
+const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+
+/// `log` is a `tracing` filter: a level, or comma-separated `TARGET=LEVEL` directives with at
+/// most one bare level (`info,router=debug`). The filter syntax would take a bare unknown word
+/// such as `verbose` as a target name and then log nothing, so every level is checked here.
+fn check_log(filter: &str) -> Result<(), ConfigError> {
+    let expected = format!(
+        "a level ({}) or directives such as \"info,router=debug\"",
+        LOG_LEVELS.join(", ")
+    );
+    if filter.trim().is_empty() {
+        return Err(invalid(
+            "log",
+            format!("must not be empty: expected {expected}"),
+        ));
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None => directive,
+        };
+        if !LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            let mut what = if directive.is_empty() {
+                "an empty directive".to_owned()
+            } else {
+                format!("`{level}` is not a log level")
+            };
+            if directive != filter.trim() {
+                what.push_str(&format!(" in {filter:?}"));
+            }
+            return Err(invalid("log", format!("{what}: expected {expected}")));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map_err(|e| invalid("log", format!("{filter:?} is not a valid filter: {e}")))?;
+    Ok(())
+}
+
 fn check_power_of_two(key: &str, value: u64) -> Result<(), ConfigError> {
     if !value.is_power_of_two() {
         return Err(invalid(key, format!("must be a power of two, got {value}")));
@@ -280,4 +315,63 @@ fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_error(filter: &str) -> String {
+        match check_log(filter) {
+            Err(ConfigError::Invalid { key, message }) => {
+                assert_eq!(key, "log");
+                message
+            }
+            other => panic!("{filter:?}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn log_levels_and_directives_are_accepted() {
+        for filter in [
+            "info",
+            "off",
+            "TRACE",
+            "debug,router=trace",
+            "warn,router::conn=debug",
+            "router[attach]=debug",
+        ] {
+            check_log(filter).unwrap_or_else(|e| panic!("{filter:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn unknown_log_levels_are_refused_with_the_valid_ones() {
+        let message = log_error("verbose");
+        assert!(
+            message.contains("`verbose` is not a log level"),
+            "{message}"
+        );
+        for level in LOG_LEVELS {
+            assert!(message.contains(level), "{message}");
+        }
+        assert!(log_error("info,router=loud").contains("`loud`"));
+        assert!(log_error("router=").contains("``"));
+        assert!(log_error("info,,debug").contains("empty directive"));
+        assert!(log_error("  ").contains("must not be empty"));
+        // The filter syntax itself has no room for spaces.
+        assert!(log_error("info, router=debug").contains("not a valid filter"));
+    }
+
+    #[test]
+    fn a_config_file_log_key_is_checked_too() {
+        let err = Config::from_toml_str("log = 'verbose'")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("config key `log`:"), "{err}");
+        assert!(
+            err.contains("error, warn, info, debug, trace, off"),
+            "{err}"
+        );
+    }
 }

@@ -87,17 +87,46 @@ pub struct Fields {
     pub data: Option<Vec<u8>>,
 }
 
+/// What carried the JSON, so a refusal names what the client sent: an HTTP request's body or
+/// a WebSocket text message.
+struct Carrier {
+    not_json: &'static str,
+    not_object: &'static str,
+}
+
+const BODY: Carrier = Carrier {
+    not_json: "body is not valid JSON",
+    not_object: "body must be a JSON object",
+};
+
+const MESSAGE: Carrier = Carrier {
+    not_json: "message is not valid JSON",
+    not_object: "message must be a JSON object",
+};
+
 /// Parses a JSON object body and picks `tunnel`, `path` (strings) and `data` (any value).
 ///
 /// # Errors
 /// [`JsonError::TooDeep`] past `depth_max`; [`JsonError::Invalid`] when the body is not JSON,
 /// not an object, or a field has the wrong type.
 pub fn parse_fields(body: &[u8], depth_max: usize) -> Result<Fields, JsonError> {
-    let mut scratch = body.to_vec();
-    let value = parse(&mut scratch, depth_max, "body is not valid JSON")?;
+    fields_of(body, depth_max, &BODY)
+}
+
+/// [`parse_fields`] for a WebSocket text message: the same fields, refusals that say "message".
+///
+/// # Errors
+/// As [`parse_fields`].
+pub fn parse_message_fields(message: &[u8], depth_max: usize) -> Result<Fields, JsonError> {
+    fields_of(message, depth_max, &MESSAGE)
+}
+
+fn fields_of(text: &[u8], depth_max: usize, carrier: &Carrier) -> Result<Fields, JsonError> {
+    let mut scratch = text.to_vec();
+    let value = parse(&mut scratch, depth_max, carrier.not_json)?;
     let object = value
         .as_object()
-        .ok_or(JsonError::Invalid("body must be a JSON object"))?;
+        .ok_or(JsonError::Invalid(carrier.not_object))?;
     let string = |key: &str| -> Result<Option<String>, JsonError> {
         match object.get(key) {
             None => Ok(None),
@@ -200,6 +229,25 @@ mod tests {
         assert_eq!(
             parse_fields(br#"{"a":1} x"#, DEPTH),
             Err(JsonError::Invalid("body is not valid JSON"))
+        );
+    }
+
+    #[test]
+    fn message_refusals_say_message() {
+        assert_eq!(
+            parse_message_fields(b"hello", DEPTH),
+            Err(JsonError::Invalid("message is not valid JSON"))
+        );
+        assert_eq!(
+            parse_message_fields(b"[1]", DEPTH),
+            Err(JsonError::Invalid("message must be a JSON object"))
+        );
+        assert_eq!(
+            parse_message_fields(br#"{"type":"subscribe","path":"/a"}"#, DEPTH)
+                .unwrap()
+                .kind
+                .as_deref(),
+            Some("subscribe")
         );
     }
 
