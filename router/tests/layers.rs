@@ -115,3 +115,29 @@ fn an_upward_import_is_found() {
     );
     assert!(floor_of("conn").unwrap() < floor_of("shard").unwrap());
 }
+
+#[test]
+fn no_production_source_file_is_over_600_lines() {
+    // A longer file has more than one job: split it (the tests beside
+    // the code, after `#[cfg(test)]`, are not counted).
+    const LINES_MAX: usize = 600;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut long = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let lines = text
+            .lines()
+            .take_while(|l| !l.starts_with("#[cfg(test)]"))
+            .count();
+        if lines > LINES_MAX {
+            long.push(format!("{}: {lines} lines", file.display()));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "over {LINES_MAX} lines:\n{}",
+        long.join("\n")
+    );
+}
