@@ -175,10 +175,23 @@ impl Shard {
     pub fn set_grant(&self, id: &TunnelId, grant: Rc<Grant>) {
         let expires_s = grant.exp_s.saturating_add(self.config().auth.leeway_s);
         let mut users = self.users.borrow_mut();
-        users
-            .expiries
-            .push(Reverse((expires_s, id.slot, id.secret)));
+        // A re-attach with the same token (every long-poll does it) queues no second expiry:
+        // the queue holds one entry per tunnel and token, not one per request.
+        let queued = users
+            .grants
+            .get(&id.slot)
+            .is_some_and(|held| held.exp_s == grant.exp_s);
+        if !queued {
+            users
+                .expiries
+                .push(Reverse((expires_s, id.slot, id.secret)));
+        }
         users.grants.insert(id.slot, grant);
+    }
+
+    /// Expiries queued on this shard.
+    pub fn expiries_queued(&self) -> usize {
+        self.users.borrow().expiries.len()
     }
 
     /// Tells the connection attached to every tunnel whose token expired by `now_s` (Unix
@@ -258,5 +271,103 @@ impl Shard {
         }
         users.admission_micro -= ADMISSION_MICRO;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::shard::settings::Settings;
+    use crate::shard::Shared;
+    use crate::wire::format::Formats;
+
+    fn shard(shards: usize) -> Rc<Shard> {
+        let shared = Arc::new(Shared::new(
+            shards,
+            Settings {
+                config: Config::default(),
+                formats: Formats::default(),
+                auth: Arc::new(crate::auth::Auth::open()),
+            },
+        ));
+        let wakers = Arc::from((0..shards).map(|_| Default::default()).collect::<Vec<_>>());
+        Shard::new(0, shared, (0..shards).map(|_| None).collect(), wakers)
+    }
+
+    fn grant(sub: &str, exp_s: u64, tunnels_max: u32) -> Rc<Grant> {
+        Rc::new(Grant {
+            sub: sub.into(),
+            subscribe: Vec::new(),
+            publish: Vec::new(),
+            tunnels_max,
+            exp_s,
+        })
+    }
+
+    #[test]
+    fn a_reattach_with_the_same_token_queues_no_second_expiry() {
+        let shard = shard(1);
+        let id = shard.create_tunnel().unwrap();
+        let g = grant("a", 100, 4);
+        for _ in 0..1000 {
+            shard.set_grant(&id, g.clone());
+        }
+        assert_eq!(shard.expiries_queued(), 1);
+        shard.set_grant(&id, grant("a", 200, 4));
+        assert_eq!(shard.expiries_queued(), 2, "a renewed token is queued");
+        // Only the renewed expiry (exp + the default 5 s leeway) tells the connection: the
+        // old entry is stale.
+        assert_eq!(shard.expire_grants(150), 0);
+        assert_eq!(shard.expire_grants(204), 0);
+        assert_eq!(shard.expire_grants(205), 1);
+        assert_eq!(shard.expiries_queued(), 0);
+    }
+
+    #[test]
+    fn a_user_at_home_holds_at_most_its_allowance_and_gets_it_back() {
+        let shard = shard(1);
+        assert_eq!(shard.home_of("anyone"), 0);
+        assert!(shard.user_reserve_here("u", 2));
+        assert!(shard.user_reserve_here("u", 2));
+        assert!(!shard.user_reserve_here("u", 2));
+        assert!(shard.user_reserve_here("v", 2), "users are counted apart");
+        shard.user_release_here("u");
+        assert_eq!(shard.user_tunnels_here("u"), 1);
+        assert!(shard.user_reserve_here("u", 2));
+        shard.user_release_here("v");
+        assert_eq!(shard.user_tunnels_here("v"), 0);
+    }
+
+    #[test]
+    fn homes_spread_over_the_shards_and_agree_everywhere() {
+        let shard = shard(4);
+        let mut seen = [0usize; 4];
+        for i in 0..400 {
+            let home = shard.home_of(&format!("user-{i}"));
+            seen[home] += 1;
+            assert_eq!(home, shard.home_of(&format!("user-{i}")));
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+
+    #[test]
+    fn admission_paces_new_tunnels_at_the_rate() {
+        let shard = shard(1);
+        assert!(shard.admit_new_tunnel().is_ok(), "unlimited by default");
+        let config = Config {
+            tunnels_new_per_s: 3,
+            ..Config::default()
+        };
+        shard.apply_settings(&Settings {
+            config,
+            formats: Formats::default(),
+            auth: Arc::new(crate::auth::Auth::open()),
+        });
+        // A full bucket: one second's worth, then nothing until the clock moves.
+        let admitted = (0..10).filter(|_| shard.admit_new_tunnel().is_ok()).count();
+        assert_eq!(admitted, 3);
     }
 }
