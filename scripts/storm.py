@@ -233,7 +233,9 @@ async def run(args):
         }
         summary = {
             "command": " ".join(["python3", "scripts/storm.py"] + sys.argv[1:]),
-            "router": cmd,
+            # The config file is a temporary one: named by what it holds, not where it was.
+            "router": [c if c != config.name else "CONFIG" for c in cmd],
+            "config": f"tunnels_new_per_s = 0, then {args.rate} by a reload",
             "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                   text=True).stdout.strip(),
             "kernel": platform.release(),
