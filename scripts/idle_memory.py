@@ -13,6 +13,9 @@ import json
 import os
 import platform
 import resource
+import shutil
+import ssl
+import tempfile
 import subprocess
 import sys
 import time
@@ -27,11 +30,13 @@ def rss_bytes(pid):
 
 
 DEFLATE = False
+# With --tls: the client context trusting the router's test certificate.
+TLS = None
 
 
 async def open_tunnel(host, port, fmt, path, sem, opened):
     async with sem:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, ssl=TLS)
         upgrade = ""
         if fmt == "ws":
             upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -61,6 +66,19 @@ async def run(args):
         sys.exit(f"{args.tunnels} tunnels need more than the open-files limit {hard} of one process")
     cmd = [args.router, "--listen", f"127.0.0.1:{args.port}", "--shards", str(args.shards),
            "--log", "warn", "--keepalive-ms", "600000", "--tunnel-grace-ms", "600000"]
+    tls_dir = None
+    if args.tls:
+        # A throwaway self-signed certificate (scripts/tls/check.py makes it); the tunnels
+        # connect to the TLS listener, one port above the plain one.
+        global TLS
+        tls_dir = tempfile.mkdtemp(prefix="idle-tls-")
+        subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "tls", "check.py"),
+                        "cert", tls_dir, "a"], check=True)
+        cmd += ["--set", f"tls.listen=127.0.0.1:{args.port + 1}",
+                "--set", f"tls.cert_file={tls_dir}/a.cert.pem",
+                "--set", f"tls.key_file={tls_dir}/a.key.pem"]
+        TLS = ssl.create_default_context(cafile=f"{tls_dir}/a.cert.pem")
+    tunnel_port = args.port + 1 if args.tls else args.port
     router = subprocess.Popen(cmd)
     try:
         for _ in range(100):
@@ -73,7 +91,7 @@ async def run(args):
         # Warm up: allocator arenas, runtime, one tunnel per shard's code paths.
         opened = []
         sem = asyncio.Semaphore(256)
-        await asyncio.gather(*(open_tunnel("127.0.0.1", args.port, args.format, "/warm", sem, opened)
+        await asyncio.gather(*(open_tunnel("127.0.0.1", tunnel_port, args.format, "/warm", sem, opened)
                                for _ in range(200)))
         for _, w in opened:
             w.close()
@@ -81,14 +99,15 @@ async def run(args):
         before = rss_bytes(router.pid)
         opened = []
         started = time.monotonic()
-        await asyncio.gather(*(open_tunnel("127.0.0.1", args.port, args.format, f"/idle/{i % 100}", sem, opened)
+        await asyncio.gather(*(open_tunnel("127.0.0.1", tunnel_port, args.format, f"/idle/{i % 100}", sem, opened)
                                for i in range(args.tunnels)))
         open_s = time.monotonic() - started
         await asyncio.sleep(args.settle)
         after = rss_bytes(router.pid)
         summary = {
             "scenario": "idle tunnels",
-            "format": args.format + (" + permessage-deflate" if args.deflate else ""),
+            "format": args.format + (" + permessage-deflate" if args.deflate else "")
+                      + (" over TLS" if args.tls else ""),
             "tunnels": len(opened),
             "shards": args.shards,
             "router_rss_before_bytes": before,
@@ -96,7 +115,7 @@ async def run(args):
             "bytes_per_tunnel": round((after - before) / len(opened), 1),
             "connect_rate_per_s": round(len(opened) / open_s, 1),
             "command": " ".join(sys.argv),
-            "router_command": " ".join(cmd),
+            "router_command": " ".join(cmd).replace(tls_dir or "\0", "TLS_DIR"),
             "git_revision": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                            text=True).stdout.strip(),
             "kernel": platform.release(),
@@ -109,6 +128,8 @@ async def run(args):
     finally:
         router.terminate()
         router.wait()
+        if tls_dir:
+            shutil.rmtree(tls_dir, ignore_errors=True)
 
 
 def main():
@@ -120,6 +141,8 @@ def main():
     p.add_argument("--settle", type=float, default=1.0, help="seconds to wait before sampling RSS")
     p.add_argument("--router", default="target/release/router")
     p.add_argument("--deflate", action="store_true", help="ws only: offer permessage-deflate")
+    p.add_argument("--tls", action="store_true",
+                   help="connect to the router's TLS listener ([tls], a throwaway certificate)")
     p.add_argument("--out")
     args = p.parse_args()
     global DEFLATE

@@ -7,7 +7,8 @@
 //! it (docs/architecture.md, "Layers"; `tests/layers.rs` checks it):
 //! - [`server`]: bootstrap and stop, the only place that starts threads and runtimes (a thread,
 //!   runtime and SO_REUSEPORT listener per shard; the shard's mesh, timer and settings tasks);
-//!   [`server::service`]: signals, the drain, the reload (SIGHUP), and readiness told to systemd.
+//!   [`server::service`]: signals, the drain, the reload (SIGHUP), and readiness told to systemd;
+//!   [`server::tls`]: the TLS listener (handshakes, and the pump to the connection loop).
 //! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
 //!   linger on close, and the attachment's wait.
 //! - [`api`]: the route table, preflights, metrics and the demo page; [`api::publish`]:

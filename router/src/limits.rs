@@ -95,6 +95,10 @@ pub const MESH_BATCH_MAX: usize = 1024;
 pub const TIMER_SLEEP_MS_MAX: u64 = 1000;
 /// Bytes of OS randomness a shard draws at once for tunnel secrets (64 secrets per draw).
 pub const ENTROPY_POOL_BYTES: usize = 512;
+/// Each direction of a TLS connection's pump reads this much at a time, and holds the buffer
+/// while it waits: small, since every idle TLS tunnel holds two (a TLS record of up to 16 KiB
+/// is simply read in several turns).
+pub const TLS_PUMP_BUFFER_BYTES: usize = 4096;
 /// With tokens, each shard looks this often for connections whose token expired (and retries
 /// the per-user releases a full ring held back): a token outlives its `exp` (and leeway) by at
 /// most this much, and a quiet shard wakes once a second for it.

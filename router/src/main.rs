@@ -91,6 +91,9 @@ fn main() {
                 io_driver = %server.io_driver,
                 "listening"
             );
+            if let Some(tls_addr) = server.tls_addr {
+                tracing::info!(tls_addr = %tls_addr, "listening for TLS (https, wss)");
+            }
             // Until SIGTERM or SIGINT, then a drain; SIGHUP reloads (docs/operations.md).
             std::process::exit(router::server::service::run(server, &reloading));
         }

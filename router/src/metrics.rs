@@ -88,6 +88,10 @@ counters! {
     keepalives,
     /// WebSocket clients dropped for leaving pings unanswered.
     ping_timeouts,
+    /// TLS handshakes completed on the TLS listener.
+    tls_handshakes,
+    /// TLS handshakes that failed or did not finish within `header_read_timeout_ms`.
+    tls_handshakes_failed,
 }
 
 #[derive(Debug)]

@@ -11,10 +11,12 @@ use crate::wire::template::{Part, Template};
 mod auth;
 mod display;
 mod reload;
+mod tls;
 mod validate;
 mod wording;
 pub use auth::{AuthConfig, AuthMode, TUNNELS_PER_SUB_CEILING};
 pub use reload::{Reloaded, RELOADABLE_KEYS};
+pub use tls::TlsConfig;
 use validate::invalid;
 use wording::suggest;
 
@@ -109,6 +111,8 @@ pub struct Config {
     pub formats: BTreeMap<String, CustomFormat>,
     /// `[auth]`: tokens, origins, publisher keys, admission.
     pub auth: AuthConfig,
+    /// `[tls]`: a second listener on which the router terminates TLS.
+    pub tls: TlsConfig,
 }
 
 /// Which I/O driver the shard runtimes use.
@@ -177,6 +181,7 @@ impl Default for Config {
             stream_recycle_bytes: BTreeMap::from([("iframe".to_owned(), MIB as u64)]),
             formats: BTreeMap::new(),
             auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -601,6 +606,11 @@ leeway_s = 10
 tunnels_per_sub_max = 8
 origins_allowed = ["https://app.example"]
 publish_keys_file = "/etc/router/publish.keys"
+
+[tls]
+listen = "0.0.0.0:8443"
+cert_file = "/etc/router/tls/cert.pem"
+key_file = "/etc/router/tls/key.pem"
 "#;
 
     #[test]

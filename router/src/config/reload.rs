@@ -30,6 +30,7 @@ pub const RELOADABLE_KEYS: &[&str] = &[
     "connections_per_shard_max",
     "tunnels_new_per_s",
     "auth",
+    "tls",
     "websocket_frame_bytes_max",
     "websocket_message_bytes_max",
     "websocket_deflate",
@@ -75,6 +76,19 @@ impl Config {
                 needs_restart.push(format!("auth.mode: {was} -> {asked}"));
                 if let Some(mode) = old.get("mode") {
                     new.insert("mode".to_owned(), mode.clone());
+                }
+            }
+        }
+        // The rest of `[tls]` reloads (the certificate is read again), but not `tls.listen`: the
+        // listeners are bound at start-up.
+        if let (Some(toml::Value::Table(old)), Some(toml::Value::Table(new))) =
+            (running.get("tls"), wanted.get_mut("tls"))
+        {
+            if old.get("listen") != new.get("listen") {
+                let (was, asked) = (shown(old.get("listen")), shown(new.get("listen")));
+                needs_restart.push(format!("tls.listen: {was} -> {asked}"));
+                if let Some(listen) = old.get("listen") {
+                    new.insert("listen".to_owned(), listen.clone());
                 }
             }
         }

@@ -184,6 +184,7 @@ impl Config {
             }
         }
         self.auth.validate()?;
+        self.tls.validate()?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 //! [`service`] runs a started server under a service manager: readiness, signals, drain.
 
 pub mod service;
+pub mod tls;
 
 use crate::limits::{
     ACCEPT_RETRY_MS, LISTEN_BACKLOG, MESH_BATCH_MAX, PORT_RETRY_MS, PORT_WAIT_MS, STOP_POLL_MS,
@@ -36,6 +37,8 @@ use crate::wire::template::Template;
 pub struct Server {
     /// The address every shard listens on.
     pub addr: SocketAddr,
+    /// The TLS listener's address (`[tls]`), when there is one.
+    pub tls_addr: Option<SocketAddr>,
     /// The I/O driver the shard runtimes use: `io_uring`, or `epoll` (configured, or the
     /// fallback where io_uring cannot be set up).
     pub io_driver: &'static str,
@@ -123,6 +126,7 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
     } else {
         tracing::warn!("auth.mode = \"none\": anyone who reaches the router may open tunnels");
     }
+    let tls = tls::load(&config.tls).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut addr = config.listen_addr();
     refuse_port_in_use(addr)?;
     let mut listeners = Vec::with_capacity(shard_count);
@@ -130,6 +134,22 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
         let listener = bind_reuseport(addr)?;
         addr = listener.local_addr()?;
         listeners.push(listener);
+    }
+    // The TLS listener, one per shard too.
+    let mut tls_addr = config.tls.listen_addr().filter(|_| tls.is_some());
+    let mut tls_listeners: Vec<Option<std::net::TcpListener>> = Vec::with_capacity(shard_count);
+    for _ in 0..shard_count {
+        match tls_addr {
+            Some(at) => {
+                if tls_listeners.is_empty() {
+                    refuse_port_in_use(at)?;
+                }
+                let listener = bind_reuseport(at)?;
+                tls_addr = Some(listener.local_addr()?);
+                tls_listeners.push(Some(listener));
+            }
+            None => tls_listeners.push(None),
+        }
     }
     match config.io_driver {
         IoDriver::Auto if !monoio::utils::detect_uring() => {
@@ -151,13 +171,15 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
             config,
             formats,
             auth,
+            tls,
         },
     ));
     let stop = Arc::new(Stop::new(shard_count));
     let mut threads = Vec::with_capacity(shard_count);
     // Each shard says which driver its runtime got (or why it has none) before it serves.
     let (drivers, started) = std::sync::mpsc::channel();
-    for (i, (listener, end)) in listeners.into_iter().zip(ends).enumerate() {
+    let shard_listeners = listeners.into_iter().zip(tls_listeners);
+    for (i, ((listener, tls_listener), end)) in shard_listeners.zip(ends).enumerate() {
         let shared = shared.clone();
         let shard_stop = stop.clone();
         let driver = drivers.clone();
@@ -170,7 +192,8 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
                     Some(clock) => Clock::Manual { clock, shard: i },
                     None => Clock::monotonic(),
                 };
-                run_shard(i as u16, shared, listener, end, &shard_stop, driver, clock)
+                let listeners = (listener, tls_listener);
+                run_shard(i as u16, shared, listeners, end, &shard_stop, driver, clock)
             });
         match thread {
             Ok(thread) => threads.push(thread),
@@ -195,6 +218,7 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
     }
     Ok(Server {
         addr,
+        tls_addr,
         io_driver,
         shared,
         stop,
@@ -281,7 +305,7 @@ fn build_runtime(driver: IoDriver, entries: u32) -> io::Result<ShardRuntime> {
 fn run_shard(
     id: u16,
     shared: Arc<Shared>,
-    listener: std::net::TcpListener,
+    (listener, tls_listener): (std::net::TcpListener, Option<std::net::TcpListener>),
     end: MeshEnd,
     stop: &Stop,
     started: std::sync::mpsc::Sender<io::Result<&'static str>>,
@@ -323,8 +347,22 @@ fn run_shard(
                 return;
             }
         };
+        let tls_listener = match tls_listener.map(TcpListener::from_std).transpose() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(shard = id, error = %e, "cannot register the TLS listener");
+                return;
+            }
+        };
+        let tls_accept = async {
+            match tls_listener {
+                Some(listener) => tls::accept_loop(shard.clone(), listener).await,
+                None => std::future::pending().await,
+            }
+        };
         monoio::select! {
             () = accept_loop(shard.clone(), listener) => {},
+            () = tls_accept => {},
             () = stop.stopped(usize::from(id)) => {},
         }
         // The listener is closed (the accept loop is dropped): end the connections.

@@ -156,7 +156,11 @@ pub fn reload(server: &Server, reloading: &Reloading) {
         Ok(auth) => Arc::new(auth),
         Err(e) => return refused(&e),
     };
-    let rereads_keys = auth.reads_files();
+    let tls = match super::tls::load(&reloaded.config.tls) {
+        Ok(tls) => tls,
+        Err(e) => return refused(&e),
+    };
+    let rereads_keys = auth.reads_files() || tls.is_some();
     let log = (reloaded.config.log != running.config.log).then(|| reloaded.config.log.clone());
     if let Some(directive) = &log {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(directive) {
@@ -176,12 +180,17 @@ pub fn reload(server: &Server, reloading: &Reloading) {
         return;
     }
     if rereads_keys {
-        tracing::info!(keys = auth.key_count(), "SIGHUP: auth key files read again");
+        tracing::info!(
+            keys = auth.key_count(),
+            tls = tls.is_some(),
+            "SIGHUP: key and certificate files read again"
+        );
     }
     let generation = server.shared.settings.publish(Settings {
         config: reloaded.config,
         formats,
         auth,
+        tls,
     });
     // The shards pick the settings up between two tasks: at once unless one is stuck.
     let shards = server.shared.metrics.len();

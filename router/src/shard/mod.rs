@@ -87,6 +87,8 @@ pub struct Shard {
         reason = "the Rc keeps every request's clone on this shard's own counter"
     )]
     auth: RefCell<Rc<Arc<Auth>>>,
+    /// The TLS listener's configuration (its certificate), as of now.
+    tls: RefCell<Option<Arc<rustls::ServerConfig>>>,
     state: RefCell<State>,
     outgoing: RefCell<Vec<Option<Producer<ShardMsg>>>>,
     wakers: Arc<[atomic_waker::AtomicWaker]>,
@@ -163,6 +165,7 @@ impl Shard {
             config: RefCell::new(Rc::new(settings.config.clone())),
             formats: RefCell::new(Rc::new(settings.formats.clone())),
             auth: RefCell::new(Rc::new(settings.auth.clone())),
+            tls: RefCell::new(settings.tls.clone()),
             shared,
             state: RefCell::new(State {
                 tunnels: Vec::new(),
@@ -211,11 +214,18 @@ impl Shard {
         self.auth.borrow().clone()
     }
 
+    /// The TLS listener's configuration as of now: a handshake takes it once, so a reloaded
+    /// certificate serves the connections that come after.
+    pub fn tls(&self) -> Option<Arc<rustls::ServerConfig>> {
+        self.tls.borrow().clone()
+    }
+
     /// Serves with `settings` from now on (a reload reached this shard). New keys forget the
     /// tokens verified with the old ones: a token of a key taken out is refused from now on.
     pub fn apply_settings(&self, settings: &settings::Settings) {
         *self.config.borrow_mut() = Rc::new(settings.config.clone());
         *self.formats.borrow_mut() = Rc::new(settings.formats.clone());
+        *self.tls.borrow_mut() = settings.tls.clone();
         let mut auth = self.auth.borrow_mut();
         if !Arc::ptr_eq(&auth, &settings.auth) {
             *auth = Rc::new(settings.auth.clone());
@@ -549,6 +559,7 @@ mod tests {
                 config: Config::default(),
                 formats: Formats::default(),
                 auth: Arc::new(Auth::open()),
+                tls: None,
             },
         ));
         Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
@@ -577,6 +588,7 @@ mod tests {
             config,
             formats,
             auth: Arc::new(Auth::open()),
+            tls: None,
         });
         assert_eq!(shard.config().keepalive_ms, 500);
         assert!(shard.formats().get("mine").is_some());
@@ -592,6 +604,7 @@ mod tests {
                 config: Config::default(),
                 formats: Formats::default(),
                 auth: Arc::new(Auth::open()),
+                tls: None,
             },
         ));
         let wakers = Arc::from(vec![Default::default()]);

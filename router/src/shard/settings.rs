@@ -19,6 +19,8 @@ pub struct Settings {
     pub formats: Formats,
     /// Shared by every shard (its keys are read once per reload, not once per shard).
     pub auth: Arc<Auth>,
+    /// The TLS listener's certificate, read once per reload; `None` without `[tls]`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The newest settings, shared by the server and its shards. The lock is taken when settings
@@ -124,6 +126,7 @@ mod tests {
             },
             formats: Formats::default(),
             auth: Arc::new(crate::auth::Auth::open()),
+            tls: None,
         }
     }
 

@@ -291,6 +291,7 @@ mod tests {
                 config: Config::default(),
                 formats: Formats::default(),
                 auth: Arc::new(crate::auth::Auth::open()),
+                tls: None,
             },
         ));
         let wakers = Arc::from((0..shards).map(|_| Default::default()).collect::<Vec<_>>());
@@ -365,6 +366,7 @@ mod tests {
             config,
             formats: Formats::default(),
             auth: Arc::new(crate::auth::Auth::open()),
+            tls: None,
         });
         // A full bucket: one second's worth, then nothing until the clock moves.
         let admitted = (0..10).filter(|_| shard.admit_new_tunnel().is_ok()).count();
