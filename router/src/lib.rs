@@ -11,7 +11,8 @@
 //! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
 //!   linger on close, and the attachment's wait.
 //! - [`api`]: the route table, preflights, metrics and the demo page; [`api::publish`]:
-//!   `/events`, `/publish/...` and subscriptions.
+//!   `/events`, `/publish/...` and subscriptions; protocol adapters over the same tunnels:
+//!   [`api::talk`] (`/push`, `/pull`).
 //! - [`attachment`]: tunnels served by a connection: open and re-attach
 //!   ([`attachment::open`]), then one type per transport: streams ([`attachment::stream`]),
 //!   long-polls ([`attachment::longpoll`]), WebSocket ([`attachment::websocket`]), with keepalive

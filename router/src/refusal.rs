@@ -66,6 +66,9 @@ refusals! {
     UnknownTunnel => "unknown_tunnel",
     TooManySubscriptions => "too_many_subscriptions",
     RateLimited => "rate_limited",
+    // Talk messages (`POST /push`).
+    TalkEmpty => "talk_empty",
+    TalkNul => "talk_nul",
     // The backend publish API.
     PublishNotLoopback => "publish_not_loopback",
     PublishFromBrowser => "publish_from_browser",
@@ -120,6 +123,8 @@ impl Refusal {
             | Refusal::UnknownMessageType
             | Refusal::BinaryNeedsTarget
             | Refusal::BadPath(_)
+            | Refusal::TalkEmpty
+            | Refusal::TalkNul
             | Refusal::TokensOff => 400,
         }
     }
@@ -153,6 +158,10 @@ impl Refusal {
             Refusal::UnknownTunnel => "unknown tunnel",
             Refusal::TooManySubscriptions => "too many subscriptions",
             Refusal::RateLimited => "rate limit exceeded",
+            Refusal::TalkEmpty => {
+                "a Talk message may not be empty (an empty message is a keepalive)"
+            }
+            Refusal::TalkNul => "a Talk message may not contain a NUL byte (NUL ends a message)",
             Refusal::PublishNotLoopback => "publishing is only open to loopback peers",
             Refusal::PublishFromBrowser => {
                 "publishing is not open to browsers (the request has an Origin)"

@@ -945,11 +945,18 @@ publish_keys_file = "/etc/router/publish.keys"
         let format = |name: &str, body: &str| format!("[formats.{name}]\n{body}\n");
         let ok_body = "content_type = 'text/plain'\nenvelope = '{json}'";
         Config::from_toml_str(&format("a_b-9", ok_body)).unwrap();
+        let raw_body = "content_type = 'application/octet-stream'\nenvelope = \"{data}\\u0000\"";
+        Config::from_toml_str(&format("raw", raw_body)).unwrap();
         let cases = [
             (
-                format("x", "content_type='t'\nenvelope='{data}'"),
+                format("x", "content_type='t'\nenvelope='{date}'"),
                 "formats.x.envelope",
-                "{data}",
+                "{date}",
+            ),
+            (
+                format("x", "content_type='t'\nenvelope='{json}'\nfooter='{data}'"),
+                "formats.x.footer",
+                "envelope",
             ),
             (
                 format("x", "content_type='t'\nenvelope='{json'"),

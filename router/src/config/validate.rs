@@ -303,14 +303,18 @@ fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError>
         let field_key = format!("{key}.{field}");
         let template = Template::parse(text).map_err(|e| invalid(&field_key, e.to_string()))?;
         if field == "envelope" {
-            if !template.uses(&Part::Json) {
-                return Err(invalid(&field_key, "must contain {json}".into()));
+            if !template.uses(&Part::Json) && !template.uses(&Part::Data) {
+                return Err(invalid(&field_key, "must contain {json} or {data}".into()));
             }
-        } else if template.uses(&Part::Json) || template.uses(&Part::Id) {
+        } else if [Part::Json, Part::Data, Part::Id]
+            .iter()
+            .any(|part| template.uses(part))
+        {
             // Only the envelope is rendered per datagram; elsewhere there is nothing to put there.
             return Err(invalid(
                 &field_key,
-                "may use only {cb} and {tunnel}; {json} and {id} belong in the envelope".into(),
+                "may use only {cb} and {tunnel}; {json}, {data} and {id} belong in the envelope"
+                    .into(),
             ));
         }
     }
