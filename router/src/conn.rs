@@ -350,6 +350,7 @@ mod idle_budget {
                     config: crate::config::Config::default(),
                     formats: Default::default(),
                     auth: Arc::new(crate::auth::Auth::open()),
+                    programs: Default::default(),
                 },
             ));
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);

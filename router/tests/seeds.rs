@@ -1,5 +1,7 @@
 //! The seed systems against the router binary, each checked by a black-box client written from
-//! its seed text alone (scripts/seeds/): Talk's push and NUL-framed pull.
+//! its seed text alone (scripts/seeds/): Talk's push and NUL-framed pull; push/pull sessions
+//! started by `/<n>/<prog>`, their push connection recycled by the server with nothing lost,
+//! their pulls reaching a backend, and their end after the grace.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -42,4 +44,66 @@ fn seed_client(script: &str, router: &RouterProcess, args: &[&str]) {
 fn talk_push_and_nul_framed_pull() {
     let router = RouterProcess::start(&[]);
     seed_client("talk.py", &router, &[]);
+}
+
+#[test]
+fn push_pull_sessions() {
+    let dir = std::env::temp_dir().join(format!("router-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let client = dir.join("client.js");
+    std::fs::write(&client, "var session = \"{session}\";\nconnect(session);\n").unwrap();
+    let config = dir.join("router.toml");
+    let grace_ms = 1500;
+    std::fs::write(
+        &config,
+        format!(
+            "session_grace_ms = {grace_ms}\n\
+             [programs.prog]\nclient_file = {client:?}\n\
+             [programs.timed]\nclient_file = {client:?}\npush_messages_max = 0\npush_ms_max = 300\n"
+        ),
+    )
+    .unwrap();
+    let router = RouterProcess::start(&["--config", config.to_str().unwrap()]);
+    seed_client("sessions.py", &router, &[&grace_ms.to_string()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With tokens required, the adapters open no way around them: Talk asks for a token where
+/// `/tunnel` and `/events` would, and sessions (whose push and pull requests have no user to
+/// check) are not served at all.
+#[test]
+fn the_adapters_under_tokens() {
+    let dir = std::env::temp_dir().join(format!("router-seeds-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("hs256.secret");
+    std::fs::write(&secret, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let client = dir.join("client.js");
+    std::fs::write(&client, "var session = \"{session}\";\n").unwrap();
+    let addr = support::start(&[
+        "--set",
+        "auth.mode=jwt",
+        "--set",
+        &format!("auth.hs256_secret_file={}", secret.display()),
+        "--set",
+        &format!("programs.prog.client_file={}", client.display()),
+    ]);
+    let mut c = support::Client::new(addr);
+    let cases = [
+        ("GET", "/pull", 401, "a token is required"),
+        ("POST", "/push", 401, "a token is required"),
+        ("POST", "/push?token=nonsense", 401, "invalid token"),
+        ("GET", "/5/prog", 501, "not served when tokens are required"),
+        ("GET", "/push/0-0-0000000000000000", 404, "unknown session"),
+        ("POST", "/pull/0-0-0000000000000000", 404, "unknown session"),
+    ];
+    for (method, target, status, error) in cases {
+        match method {
+            "GET" => c.get(target),
+            _ => c.post(target, "hello"),
+        }
+        let (head, body) = c.response();
+        assert_eq!(head.status, status, "{method} {target}: {body}");
+        assert!(body.contains(error), "{method} {target}: {body}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

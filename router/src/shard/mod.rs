@@ -4,6 +4,7 @@
 pub mod clock;
 pub mod mesh;
 mod publish;
+pub mod sessions;
 pub mod settings;
 pub mod stop;
 mod users;
@@ -68,6 +69,8 @@ struct State {
     registry: Registry,
     /// Cull candidates in deadline order (the grace period is the same for all).
     detached: VecDeque<(u64, u32, u32)>,
+    /// The same for sessions, whose grace is `session_grace_ms`.
+    detached_sessions: VecDeque<(u64, u32, u32)>,
     delivery_epoch: u64,
 }
 
@@ -98,6 +101,11 @@ pub struct Shard {
     timers: RefCell<Timers>,
     read_buffers: RefCell<Vec<BytesMut>>,
     users: RefCell<users::Users>,
+    /// The programs of push/pull sessions (read at start-up: a restart key).
+    programs: Arc<sessions::Programs>,
+    /// The program of each tunnel that is a session, by slot. Empty without sessions, so an
+    /// ordinary tunnel pays nothing for it.
+    sessions: RefCell<std::collections::HashMap<u32, Arc<sessions::Program>>>,
     /// Set when the server stops; connections between requests wait for it.
     pub stopping: stop::Stopping,
 }
@@ -170,6 +178,7 @@ impl Shard {
                 tunnel_count: 0,
                 registry: Registry::default(),
                 detached: VecDeque::new(),
+                detached_sessions: VecDeque::new(),
                 delivery_epoch: 0,
             }),
             outgoing: RefCell::new(outgoing),
@@ -180,6 +189,8 @@ impl Shard {
             entropy: RefCell::new((Vec::new(), 0)),
             read_buffers: RefCell::new(Vec::new()),
             users: RefCell::new(users::Users::new()),
+            programs: settings.programs.clone(),
+            sessions: RefCell::new(std::collections::HashMap::new()),
             stopping: stop::Stopping::default(),
             timers: RefCell::new(Timers {
                 heap: BinaryHeap::new(),
@@ -317,9 +328,14 @@ impl Shard {
 
     /// Opens a tunnel, detached (and so subject to culling until something attaches).
     pub fn create_tunnel(&self) -> Result<TunnelId, TunnelError> {
+        self.create_tunnel_in(false)
+    }
+
+    /// Opens a tunnel, a session's when `session` (its grace is then `session_grace_ms`).
+    fn create_tunnel_in(&self, session: bool) -> Result<TunnelId, TunnelError> {
         let secret = self.random_u64();
         let now_ms = self.now_ms();
-        let grace_ms = self.config().tunnel_grace_ms;
+        let grace_ms = self.grace_ms(session);
         let mut st = self.state.borrow_mut();
         if st.tunnel_count >= self.config().tunnels_per_shard_max {
             return Err(TunnelError::ShardFull);
@@ -341,7 +357,8 @@ impl Shard {
             *entry = Some(tunnel);
         }
         st.tunnel_count += 1;
-        st.detached.push_back((now_ms + grace_ms, slot, 0));
+        st.cull_queue(session)
+            .push_back((now_ms + grace_ms, slot, 0));
         drop(st);
         self.timers.borrow_mut().due_at(now_ms + grace_ms);
         Metrics::add(&self.metrics.tunnels_created, 1);
@@ -406,7 +423,8 @@ impl Shard {
 
     /// Detaches connection `token`; the tunnel is culled if nothing re-attaches within the grace.
     pub fn detach(&self, id: &TunnelId, token: u64) {
-        let deadline_ms = self.now_ms() + self.config().tunnel_grace_ms;
+        let session = self.is_session_slot(id.slot);
+        let deadline_ms = self.now_ms() + self.grace_ms(session);
         let mut st = self.state.borrow_mut();
         let Some(tunnel) = tunnel_mut(&mut st.tunnels, id) else {
             return;
@@ -415,7 +433,8 @@ impl Shard {
             return;
         }
         let epoch = tunnel.detach_epoch;
-        st.detached.push_back((deadline_ms, id.slot, epoch));
+        st.cull_queue(session)
+            .push_back((deadline_ms, id.slot, epoch));
         drop(st);
         self.timers.borrow_mut().due_at(deadline_ms);
     }
@@ -490,20 +509,55 @@ impl Shard {
         false
     }
 
+    /// How long a detached tunnel waits: a session's grace, or any other tunnel's.
+    fn grace_ms(&self, session: bool) -> u64 {
+        let config = self.config();
+        match session {
+            true => config.session_grace_ms,
+            false => config.tunnel_grace_ms,
+        }
+    }
+
     /// Culls tunnels detached for longer than the grace period at `now_ms`; returns when the
     /// next cull candidate's grace ends.
     fn cull_expired(&self, now_ms: u64) -> u64 {
         let mut culled_slots = Vec::new();
-        let mut next_ms = u64::MAX;
         let mut guard = self.state.borrow_mut();
-        let st = &mut *guard;
-        while let Some(&(deadline_ms, slot, epoch)) = st.detached.front() {
+        let next_ms = guard.cull(false, now_ms, &mut culled_slots).min(guard.cull(
+            true,
+            now_ms,
+            &mut culled_slots,
+        ));
+        drop(guard);
+        let culled = culled_slots.len();
+        self.forget_grants(&culled_slots);
+        self.forget_sessions(&culled_slots);
+        if culled > 0 {
+            Metrics::add(&self.metrics.tunnels_culled, culled as u64);
+            Metrics::sub(&self.metrics.tunnels_open, culled as u64);
+        }
+        next_ms
+    }
+}
+
+impl State {
+    /// The cull queue of sessions, or of every other tunnel.
+    fn cull_queue(&mut self, session: bool) -> &mut VecDeque<(u64, u32, u32)> {
+        match session {
+            true => &mut self.detached_sessions,
+            false => &mut self.detached,
+        }
+    }
+
+    /// Culls the tunnels of one queue whose grace ended by `now_ms`, adding their slots to
+    /// `culled_slots`; returns when the queue's next grace ends.
+    fn cull(&mut self, sessions: bool, now_ms: u64, culled_slots: &mut Vec<u32>) -> u64 {
+        while let Some(&(deadline_ms, slot, epoch)) = self.cull_queue(sessions).front() {
             if deadline_ms > now_ms {
-                next_ms = deadline_ms;
-                break;
+                return deadline_ms;
             }
-            st.detached.pop_front();
-            let Some(entry) = st.tunnels.get_mut(slot as usize) else {
+            self.cull_queue(sessions).pop_front();
+            let Some(entry) = self.tunnels.get_mut(slot as usize) else {
                 continue;
             };
             let expired = matches!(entry, Some(t) if !t.is_attached() && t.detach_epoch == epoch);
@@ -512,21 +566,14 @@ impl Shard {
             }
             if let Some(mut tunnel) = entry.take() {
                 for pattern in tunnel.take_subscriptions() {
-                    st.registry.remove(&pattern, slot);
+                    self.registry.remove(&pattern, slot);
                 }
-                st.free_slots.push(slot);
-                st.tunnel_count -= 1;
+                self.free_slots.push(slot);
+                self.tunnel_count -= 1;
                 culled_slots.push(slot);
             }
         }
-        drop(guard);
-        let culled = culled_slots.len();
-        self.forget_grants(&culled_slots);
-        if culled > 0 {
-            Metrics::add(&self.metrics.tunnels_culled, culled as u64);
-            Metrics::sub(&self.metrics.tunnels_open, culled as u64);
-        }
-        next_ms
+        u64::MAX
     }
 }
 
@@ -549,6 +596,7 @@ mod tests {
                 config: Config::default(),
                 formats: Formats::default(),
                 auth: Arc::new(Auth::open()),
+                programs: Default::default(),
             },
         ));
         Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
@@ -577,6 +625,7 @@ mod tests {
             config,
             formats,
             auth: Arc::new(Auth::open()),
+            programs: Default::default(),
         });
         assert_eq!(shard.config().keepalive_ms, 500);
         assert!(shard.formats().get("mine").is_some());
@@ -592,6 +641,7 @@ mod tests {
                 config: Config::default(),
                 formats: Formats::default(),
                 auth: Arc::new(Auth::open()),
+                programs: Default::default(),
             },
         ));
         let wakers = Arc::from(vec![Default::default()]);

@@ -13,12 +13,16 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::wire::format::Formats;
 
-/// A configuration, its custom formats parsed, and its `[auth]` keys loaded.
+use super::sessions::Programs;
+
+/// A configuration, its custom formats parsed, its `[auth]` keys and programs loaded.
 pub struct Settings {
     pub config: Config,
     pub formats: Formats,
     /// Shared by every shard (its keys are read once per reload, not once per shard).
     pub auth: Arc<Auth>,
+    /// The programs of push/pull sessions; a restart key, so a reload passes the running ones.
+    pub programs: Arc<Programs>,
 }
 
 /// The newest settings, shared by the server and its shards. The lock is taken when settings
@@ -124,6 +128,7 @@ mod tests {
             },
             formats: Formats::default(),
             auth: Arc::new(crate::auth::Auth::open()),
+            programs: Default::default(),
         }
     }
 
