@@ -105,5 +105,36 @@ fn the_adapters_under_tokens() {
         assert_eq!(head.status, status, "{method} {target}: {body}");
         assert!(body.contains(error), "{method} {target}: {body}");
     }
+    // A token whose grant holds the room pulls and pushes there, and nowhere else.
+    let key = jsonwebtoken::EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef").unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = serde_json::json!({
+        "sub": "ann", "exp": exp, "subscribe": ["/talk"], "publish": ["/talk"],
+    });
+    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    let mut pull = support::Stream::open(addr, &format!("/pull?token={token}"));
+    assert_eq!(pull.head.status, 200);
+    let cases = [
+        ("GET", "/pull?path=/other", 403),
+        ("POST", "/push?path=/other", 403),
+        ("POST", "/push", 202),
+    ];
+    for (method, target, status) in cases {
+        let target = format!(
+            "{target}{}token={token}",
+            if target.contains('?') { '&' } else { '?' }
+        );
+        match method {
+            "GET" => c.get(&target),
+            _ => c.post(&target, "hello"),
+        }
+        let (head, body) = c.response();
+        assert_eq!(head.status, status, "{method} {target}: {body}");
+    }
+    assert_eq!(pull.record(b"\0").unwrap(), b"hello");
     let _ = std::fs::remove_dir_all(&dir);
 }
