@@ -138,3 +138,22 @@ fn the_adapters_under_tokens() {
     assert_eq!(pull.record(b"\0").unwrap(), b"hello");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Talk pull's tunnel has no id its client could re-attach with, so it ends with the pull
+/// rather than collect the room's messages for `tunnel_grace_ms`; an ordinary tunnel waits.
+#[test]
+fn a_talk_pull_takes_its_tunnel_with_it() {
+    let addr = support::start(&[]);
+    let tunnels_open = || support::metrics(addr)["tunnels_open"].as_u64().unwrap();
+    let pull = support::Stream::open(addr, "/pull?path=/room");
+    let sse = support::Stream::open(addr, "/tunnel?format=sse&path=/room");
+    assert_eq!((pull.head.status, sse.head.status), (200, 200));
+    assert_eq!(tunnels_open(), 2);
+    drop(pull);
+    drop(sse);
+    assert!(
+        support::eventually(|| tunnels_open() == 1),
+        "the pull's tunnel is culled"
+    );
+    assert_eq!(support::metrics(addr)["tunnels_culled"], 1);
+}

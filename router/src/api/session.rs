@@ -128,6 +128,8 @@ pub(super) async fn push(answer: &mut Answer<'_>, request: &Request, session: &s
         bytes: program.push_bytes_max,
         messages: program.push_messages_max,
         after_ms: program.push_ms_max,
+        // The session waits for its next push connection.
+        for_good: false,
     };
     adapter_stream(answer, id, Format::Ndjson, recycle).await
 }

@@ -79,7 +79,8 @@ fn push_message(
 }
 
 /// `GET /pull[?path=P]`: a new tunnel subscribed to `P`, streamed in the Talk envelope from now
-/// on (a pull has no resume: what was published before it opened is not sent).
+/// on (a pull has no resume: what was published before it opened is not sent), and culled as
+/// soon as the pull ends.
 pub(super) async fn pull(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
     let shard = answer.shard.clone();
     if shard.stopping.is_stopping() {
@@ -108,5 +109,10 @@ pub(super) async fn pull(answer: &mut Answer<'_>, request: &Request, params: &Pa
         return answer.refuse(Refusal::from(e)).await;
     }
     let format = Format::Custom(TALK_FORMAT.clone());
-    adapter_stream(answer, id, format, Recycle::default()).await
+    // The client has no tunnel id: the tunnel ends with its pull.
+    let recycle = Recycle {
+        for_good: true,
+        ..Recycle::default()
+    };
+    adapter_stream(answer, id, format, recycle).await
 }

@@ -41,6 +41,9 @@ pub struct Recycle {
     pub messages: u32,
     /// Milliseconds after it opens. Such a stream carries no keepalive: it ends instead.
     pub after_ms: u64,
+    /// The client has no tunnel id to re-attach with (a Talk pull): once the stream ends, the
+    /// tunnel is culled at once instead of after its grace.
+    pub for_good: bool,
 }
 
 /// A stream attachment's own state.
@@ -50,6 +53,8 @@ pub struct Stream {
     chunked: bool,
     /// False for a stream that ends at its deadline instead of writing a keepalive.
     keepalives: bool,
+    /// See [`Recycle::for_good`].
+    for_good: bool,
     /// Datagrams the stream may still carry before it ends; [`MESSAGES_UNCOUNTED`] when it
     /// does not count them. Sits in what would be padding: the attachment does not grow.
     messages_left: u32,
@@ -77,6 +82,7 @@ impl Stream {
             format,
             chunked,
             keepalives: recycle.after_ms == 0,
+            for_good: recycle.for_good,
             messages_left: match recycle.messages {
                 0 => MESSAGES_UNCOUNTED,
                 messages => messages,
@@ -90,6 +96,11 @@ impl Stream {
 
     pub(super) fn format(&self) -> &Format {
         &self.format
+    }
+
+    /// True when its tunnel goes with it (see [`Recycle::for_good`]).
+    pub(super) fn for_good(&self) -> bool {
+        self.for_good
     }
 
     /// Writes the stream's response head, format header, tunnel datagram (and gap), attaches,

@@ -2,6 +2,7 @@
 //! Everything here is `!Send` and touched only by the shard's own thread.
 
 pub mod clock;
+mod cull;
 pub mod mesh;
 mod publish;
 pub mod sessions;
@@ -29,6 +30,7 @@ use crate::pubsub::{Pattern, Registry};
 use crate::tunnel::{Attention, Kick, Subscribed, Tunnel, TunnelId, TunnelLimits};
 use crate::wire::format::Formats;
 use clock::Clock;
+use cull::Grace;
 use mesh::ShardMsg;
 
 /// Why a tunnel request was refused.
@@ -71,6 +73,8 @@ struct State {
     detached: VecDeque<(u64, u32, u32)>,
     /// The same for sessions, whose grace is `session_grace_ms`.
     detached_sessions: VecDeque<(u64, u32, u32)>,
+    /// The same for tunnels nobody can re-attach to, culled as soon as they are detached.
+    detached_for_good: VecDeque<(u64, u32, u32)>,
     delivery_epoch: u64,
 }
 
@@ -179,6 +183,7 @@ impl Shard {
                 registry: Registry::default(),
                 detached: VecDeque::new(),
                 detached_sessions: VecDeque::new(),
+                detached_for_good: VecDeque::new(),
                 delivery_epoch: 0,
             }),
             outgoing: RefCell::new(outgoing),
@@ -335,7 +340,12 @@ impl Shard {
     fn create_tunnel_in(&self, session: bool) -> Result<TunnelId, TunnelError> {
         let secret = self.random_u64();
         let now_ms = self.now_ms();
-        let grace_ms = self.grace_ms(session);
+        let grace = if session {
+            Grace::Session
+        } else {
+            Grace::Tunnel
+        };
+        let grace_ms = self.grace_ms(grace);
         let mut st = self.state.borrow_mut();
         if st.tunnel_count >= self.config().tunnels_per_shard_max {
             return Err(TunnelError::ShardFull);
@@ -357,8 +367,7 @@ impl Shard {
             *entry = Some(tunnel);
         }
         st.tunnel_count += 1;
-        st.cull_queue(session)
-            .push_back((now_ms + grace_ms, slot, 0));
+        st.cull_queue(grace).push_back((now_ms + grace_ms, slot, 0));
         drop(st);
         self.timers.borrow_mut().due_at(now_ms + grace_ms);
         Metrics::add(&self.metrics.tunnels_created, 1);
@@ -424,7 +433,22 @@ impl Shard {
     /// Detaches connection `token`; the tunnel is culled if nothing re-attaches within the grace.
     pub fn detach(&self, id: &TunnelId, token: u64) {
         let session = self.is_session_slot(id.slot);
-        let deadline_ms = self.now_ms() + self.grace_ms(session);
+        let grace = if session {
+            Grace::Session
+        } else {
+            Grace::Tunnel
+        };
+        self.detach_with(id, token, grace);
+    }
+
+    /// Detaches connection `token` from a tunnel whose client has no id to re-attach with (a
+    /// Talk pull): it is culled at once rather than fill its replay buffer for the grace.
+    pub fn detach_for_good(&self, id: &TunnelId, token: u64) {
+        self.detach_with(id, token, Grace::None);
+    }
+
+    fn detach_with(&self, id: &TunnelId, token: u64, grace: Grace) {
+        let deadline_ms = self.now_ms() + self.grace_ms(grace);
         let mut st = self.state.borrow_mut();
         let Some(tunnel) = tunnel_mut(&mut st.tunnels, id) else {
             return;
@@ -433,7 +457,7 @@ impl Shard {
             return;
         }
         let epoch = tunnel.detach_epoch;
-        st.cull_queue(session)
+        st.cull_queue(grace)
             .push_back((deadline_ms, id.slot, epoch));
         drop(st);
         self.timers.borrow_mut().due_at(deadline_ms);
@@ -507,73 +531,6 @@ impl Shard {
         }
         timers.waker = Some(waker.clone());
         false
-    }
-
-    /// How long a detached tunnel waits: a session's grace, or any other tunnel's.
-    fn grace_ms(&self, session: bool) -> u64 {
-        let config = self.config();
-        match session {
-            true => config.session_grace_ms,
-            false => config.tunnel_grace_ms,
-        }
-    }
-
-    /// Culls tunnels detached for longer than the grace period at `now_ms`; returns when the
-    /// next cull candidate's grace ends.
-    fn cull_expired(&self, now_ms: u64) -> u64 {
-        let mut culled_slots = Vec::new();
-        let mut guard = self.state.borrow_mut();
-        let next_ms = guard.cull(false, now_ms, &mut culled_slots).min(guard.cull(
-            true,
-            now_ms,
-            &mut culled_slots,
-        ));
-        drop(guard);
-        let culled = culled_slots.len();
-        self.forget_grants(&culled_slots);
-        self.forget_sessions(&culled_slots);
-        if culled > 0 {
-            Metrics::add(&self.metrics.tunnels_culled, culled as u64);
-            Metrics::sub(&self.metrics.tunnels_open, culled as u64);
-        }
-        next_ms
-    }
-}
-
-impl State {
-    /// The cull queue of sessions, or of every other tunnel.
-    fn cull_queue(&mut self, session: bool) -> &mut VecDeque<(u64, u32, u32)> {
-        match session {
-            true => &mut self.detached_sessions,
-            false => &mut self.detached,
-        }
-    }
-
-    /// Culls the tunnels of one queue whose grace ended by `now_ms`, adding their slots to
-    /// `culled_slots`; returns when the queue's next grace ends.
-    fn cull(&mut self, sessions: bool, now_ms: u64, culled_slots: &mut Vec<u32>) -> u64 {
-        while let Some(&(deadline_ms, slot, epoch)) = self.cull_queue(sessions).front() {
-            if deadline_ms > now_ms {
-                return deadline_ms;
-            }
-            self.cull_queue(sessions).pop_front();
-            let Some(entry) = self.tunnels.get_mut(slot as usize) else {
-                continue;
-            };
-            let expired = matches!(entry, Some(t) if !t.is_attached() && t.detach_epoch == epoch);
-            if !expired {
-                continue;
-            }
-            if let Some(mut tunnel) = entry.take() {
-                for pattern in tunnel.take_subscriptions() {
-                    self.registry.remove(&pattern, slot);
-                }
-                self.free_slots.push(slot);
-                self.tunnel_count -= 1;
-                culled_slots.push(slot);
-            }
-        }
-        u64::MAX
     }
 }
 
