@@ -351,6 +351,7 @@ mod idle_budget {
                     formats: Default::default(),
                     auth: Arc::new(crate::auth::Auth::open()),
                     tls: None,
+                    programs: Default::default(),
                 },
             ));
             let wakers: Arc<[atomic_waker::AtomicWaker]> = Arc::from(vec![Default::default()]);

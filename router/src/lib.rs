@@ -12,7 +12,9 @@
 //! - [`conn`]: the connection loop: pipelining and corked answers, handoff to the owner shard,
 //!   linger on close, and the attachment's wait.
 //! - [`api`]: the route table, preflights, metrics and the demo page; [`api::publish`]:
-//!   `/events`, `/publish/...` and subscriptions.
+//!   `/events`, `/publish/...` and subscriptions; protocol adapters over the same tunnels:
+//!   [`api::talk`] (`/push`, `/pull`), [`api::session`] (push/pull sessions: `/<n>/<prog>`,
+//!   `/push/<id>`, `/pull/<id>`).
 //! - [`attachment`]: tunnels served by a connection: open and re-attach
 //!   ([`attachment::open`]), then one type per transport: streams ([`attachment::stream`]),
 //!   long-polls ([`attachment::longpoll`]), WebSocket ([`attachment::websocket`]), with keepalive
@@ -28,7 +30,8 @@
 //!   [`shard::mesh`] wires the bounded SPSC rings between shards, finds a tunnel's owner shard
 //!   and carries handoffs; [`shard::stop`] is the stop signal; [`shard::settings`] holds the
 //!   settings a reload replaces, of which each shard reads its own copy; [`shard::clock`] is
-//!   the clock every deadline is measured on (monotonic, or a manual one that tests move).
+//!   the clock every deadline is measured on (monotonic, or a manual one that tests move);
+//!   [`shard::sessions`] the programs and sessions of push/pull sessions.
 //! - [`tunnel`]: a tunnel's state: replay buffer (which is also its send queue), cursor,
 //!   attachment, event rate limit.
 //! - [`limits`]: the built-in bounds (buffer sizes, batches, intervals) that are not

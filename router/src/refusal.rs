@@ -66,6 +66,13 @@ refusals! {
     UnknownTunnel => "unknown_tunnel",
     TooManySubscriptions => "too_many_subscriptions",
     RateLimited => "rate_limited",
+    // Talk messages (`POST /push`).
+    TalkEmpty => "talk_empty",
+    TalkNul => "talk_nul",
+    // Push/pull sessions.
+    UnknownProgram => "unknown_program",
+    UnknownSession => "unknown_session",
+    SessionsNeedNoTokens => "sessions_need_no_tokens",
     // The backend publish API.
     PublishNotLoopback => "publish_not_loopback",
     PublishFromBrowser => "publish_from_browser",
@@ -90,7 +97,11 @@ impl Refusal {
     pub fn status(self) -> u16 {
         match self {
             Refusal::Http(e) => e.status(),
-            Refusal::NotFound | Refusal::UnknownTunnel => 404,
+            Refusal::NotFound
+            | Refusal::UnknownTunnel
+            | Refusal::UnknownProgram
+            | Refusal::UnknownSession => 404,
+            Refusal::SessionsNeedNoTokens => 501,
             Refusal::Token(_) | Refusal::TokenExpired | Refusal::PublishKeyInvalid => 401,
             Refusal::PrivatePath
             | Refusal::PublishNotLoopback
@@ -120,6 +131,8 @@ impl Refusal {
             | Refusal::UnknownMessageType
             | Refusal::BinaryNeedsTarget
             | Refusal::BadPath(_)
+            | Refusal::TalkEmpty
+            | Refusal::TalkNul
             | Refusal::TokensOff => 400,
         }
     }
@@ -153,6 +166,15 @@ impl Refusal {
             Refusal::UnknownTunnel => "unknown tunnel",
             Refusal::TooManySubscriptions => "too many subscriptions",
             Refusal::RateLimited => "rate limit exceeded",
+            Refusal::TalkEmpty => {
+                "a Talk message may not be empty (an empty message is a keepalive)"
+            }
+            Refusal::TalkNul => "a Talk message may not contain a NUL byte (NUL ends a message)",
+            Refusal::UnknownProgram => "unknown program",
+            Refusal::UnknownSession => "unknown session",
+            Refusal::SessionsNeedNoTokens => {
+                "push/pull sessions are not served when tokens are required (auth.mode = jwt)"
+            }
             Refusal::PublishNotLoopback => "publishing is only open to loopback peers",
             Refusal::PublishFromBrowser => {
                 "publishing is not open to browsers (the request has an Origin)"

@@ -1,9 +1,12 @@
 //! The route table and the handlers of the HTTP API: the demo page, metrics, CORS preflights,
-//! `/tunnel` (handed to the attachments), and the publish API ([`publish`]: `/events`,
-//! `/publish/...`, subscriptions). Every handler either answers, refuses with a [`Refusal`],
-//! or moves the connection to the shard that owns the tunnel it names.
+//! `/tunnel` (handed to the attachments), the publish API ([`publish`]: `/events`,
+//! `/publish/...`, subscriptions) and the protocol adapters ([`talk`], [`session`]). Every
+//! handler either answers, refuses with a [`Refusal`], or moves the connection to the shard that
+//! owns the tunnel it names.
 
 pub mod publish;
+pub mod session;
+pub mod talk;
 
 use bytes::BytesMut;
 use monoio::net::TcpStream;
@@ -63,7 +66,8 @@ pub async fn route(
     let path = head.path();
     // These write to the socket themselves (a stream's head, an upgrade's answer, a long-poll's
     // late answer): the answers owed before them go first.
-    if matches!(path, "/tunnel" | "/echo") && !answer.uncork().await {
+    let streams = matches!(path, "/tunnel" | "/echo" | "/pull") || path.starts_with("/push/");
+    if streams && !answer.uncork().await {
         return Next::Close;
     }
     match (method, path) {
@@ -96,6 +100,20 @@ pub async fn route(
         (Method::Post, "/events") | (Method::Get, "/events") => {
             event(&mut answer, &request, &params).await
         }
+        // Talk (docs/protocol.md, "Talk").
+        (Method::Post, "/push") => talk::push(&mut answer, &request, &params).await,
+        (Method::Get, "/pull") => talk::pull(&mut answer, &request, &params).await,
+        // Push/pull sessions (docs/protocol.md, "Push/pull sessions").
+        (Method::Get, p) if p.starts_with("/push/") => {
+            session::push(&mut answer, &request, &p["/push/".len()..]).await
+        }
+        (Method::Post, p) if p.starts_with("/pull/") => {
+            session::pull(&mut answer, &request, &p["/pull/".len()..]).await
+        }
+        (Method::Get, p) if session::start_path(p).is_some() => {
+            let program = session::start_path(p).unwrap_or_default();
+            session::start(&mut answer, &request, program).await
+        }
         (Method::Post, p) if p.starts_with("/publish/") => {
             publish(&mut answer, peer, &request, &p["/publish".len()..]).await
         }
@@ -111,7 +129,10 @@ pub async fn route(
         (_, "/" | "/index.html" | "/metrics" | "/healthz" | "/readyz") => {
             answer.not_allowed("GET, HEAD, OPTIONS").await
         }
-        (_, "/tunnel") => answer.not_allowed("GET, OPTIONS").await,
+        (_, "/tunnel" | "/pull") => answer.not_allowed("GET, OPTIONS").await,
+        (_, "/push") => answer.not_allowed("POST, OPTIONS").await,
+        (_, p) if p.starts_with("/push/") => answer.not_allowed("GET, OPTIONS").await,
+        (_, p) if p.starts_with("/pull/") => answer.not_allowed("POST, OPTIONS").await,
         (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
         (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
         (_, p) if subscription_path(p).is_some() => answer.not_allowed("GET, POST, OPTIONS").await,

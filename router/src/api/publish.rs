@@ -166,7 +166,7 @@ fn publish_event(
 /// Answers a publish: 202 with the datagram id once it is delivered or queued. A publish to
 /// the private path of a tunnel on another shard waits for that shard to confirm the tunnel
 /// exists, so the answer is the same whichever shard the request reached.
-async fn answer_publish(
+pub(super) async fn answer_publish(
     answer: &mut Answer<'_>,
     published: Result<Published, PublishError>,
 ) -> Next {

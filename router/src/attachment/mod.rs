@@ -123,7 +123,7 @@ impl Attached {
         let binding = &self.binding;
         shard.attach(&binding.id, binding.token);
         if !send_all(stream, out).await {
-            shard.detach(&binding.id, binding.token);
+            self.detach_tunnel(shard);
             return Next::Close;
         }
         binding.arm_keepalive(shard);
@@ -186,10 +186,21 @@ impl Attached {
         }
     }
 
-    /// Ends the attachment: the tunnel waits (within its grace period) for the next one.
+    /// Ends the attachment: the tunnel waits (within its grace period) for the next one, unless
+    /// nobody can re-attach to it.
     pub fn detach(&self, shard: &Shard) {
-        shard.detach(&self.binding.id, self.binding.token);
+        self.detach_tunnel(shard);
         shard.metrics.attachments_open.sub(self.format_label(), 1);
+    }
+
+    /// Detaches from the tunnel, which goes at once when nobody can re-attach to it.
+    fn detach_tunnel(&self, shard: &Shard) {
+        match &self.transport {
+            Transport::Stream(s) if s.for_good() => {
+                shard.detach_for_good(&self.binding.id, self.binding.token)
+            }
+            _ => shard.detach(&self.binding.id, self.binding.token),
+        }
     }
 }
 

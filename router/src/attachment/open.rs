@@ -19,7 +19,7 @@ use crate::wire::query::Params;
 use crate::wire::websocket::handshake;
 
 use super::longpoll::Poll;
-use super::stream::Stream;
+use super::stream::{Recycle, Stream};
 use super::websocket::{self, WsState};
 use super::{format_label, Attached, Binding, Callback, Next, Transport, WS_LABEL};
 
@@ -185,7 +185,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
         let recycle_bytes = config.recycle_bytes_for(format.name());
         let stream = Stream::new(format, !http10, recycle_bytes);
         stream
-            .start(binding, &shard, answer.stream, &control, gap)
+            .start(binding, &shard, answer.stream, &control, gap, 0)
             .await
     } else {
         let binding = Binding {
@@ -217,9 +217,38 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     }
 }
 
+/// Serves tunnel `id` (of this shard) as a stream in `format` for a protocol adapter (Talk's
+/// `/pull`, a session's push connection): the stream carries no tunnel datagram, since those
+/// protocols have none, and ends as `recycle` says.
+pub async fn adapter_stream(
+    answer: &mut Answer<'_>,
+    id: TunnelId,
+    format: Format,
+    recycle: Recycle,
+) -> Next {
+    let shard = answer.shard.clone();
+    let http10 = answer.persist.http10;
+    let persist = Persist {
+        keep_alive: !http10 && answer.persist.keep_alive,
+        http10,
+        cors: answer.persist.cors,
+    };
+    let binding = Binding {
+        id,
+        token: shard.next_token(),
+        persist,
+        cb: Callback::new(None),
+    };
+    shard.metrics.attachments.add(format_label(&format), 1);
+    let stream = Stream::recycled(format, !http10, recycle);
+    stream
+        .start(binding, &shard, answer.stream, b"", false, recycle.after_ms)
+        .await
+}
+
 /// Opens a new tunnel: admitted by the node's new-tunnel rate, counted against its user's
 /// allowance (at the user's home shard) when it comes with a token, then created here.
-async fn open_tunnel(shard: &Shard, grant: Option<&Rc<Grant>>) -> Result<TunnelId, Refusal> {
+pub async fn open_tunnel(shard: &Shard, grant: Option<&Rc<Grant>>) -> Result<TunnelId, Refusal> {
     if shard.admit_new_tunnel().is_err() {
         return Err(Refusal::Admission);
     }

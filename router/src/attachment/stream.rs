@@ -30,11 +30,34 @@ const STREAM_HEADERS: &[(&str, &str)] = &[
     ("X-Content-Type-Options", "nosniff"),
 ];
 
+/// `messages_left` of a stream that is not ended after a number of datagrams.
+const MESSAGES_UNCOUNTED: u32 = u32::MAX;
+
+/// When a protocol adapter's stream ends so that its client opens the next one (a session's
+/// push connection); 0 means never for each.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recycle {
+    pub bytes: u64,
+    pub messages: u32,
+    /// Milliseconds after it opens. Such a stream carries no keepalive: it ends instead.
+    pub after_ms: u64,
+    /// The client has no tunnel id to re-attach with (a Talk pull): once the stream ends, the
+    /// tunnel is culled at once instead of after its grace.
+    pub for_good: bool,
+}
+
 /// A stream attachment's own state.
 pub struct Stream {
     format: Format,
     /// Chunked (HTTP/1.1), or close-delimited (HTTP/1.0).
     chunked: bool,
+    /// False for a stream that ends at its deadline instead of writing a keepalive.
+    keepalives: bool,
+    /// See [`Recycle::for_good`].
+    for_good: bool,
+    /// Datagrams the stream may still carry before it ends; [`MESSAGES_UNCOUNTED`] when it
+    /// does not count them. Sits in what would be padding: the attachment does not grow.
+    messages_left: u32,
     /// Payload bytes the stream may still carry before it ends so that the client opens a
     /// fresh one (`stream_recycle_bytes`); [`NEVER_RECYCLED`] when it is not recycled.
     recycle_left: u64,
@@ -43,10 +66,28 @@ pub struct Stream {
 impl Stream {
     /// A stream in `format`; `recycle_bytes` 0 means never recycled.
     pub(super) fn new(format: Format, chunked: bool, recycle_bytes: u64) -> Stream {
+        Stream::recycled(
+            format,
+            chunked,
+            Recycle {
+                bytes: recycle_bytes,
+                ..Recycle::default()
+            },
+        )
+    }
+
+    /// A stream in `format` that ends as `recycle` says.
+    pub(super) fn recycled(format: Format, chunked: bool, recycle: Recycle) -> Stream {
         Stream {
             format,
             chunked,
-            recycle_left: match recycle_bytes {
+            keepalives: recycle.after_ms == 0,
+            for_good: recycle.for_good,
+            messages_left: match recycle.messages {
+                0 => MESSAGES_UNCOUNTED,
+                messages => messages,
+            },
+            recycle_left: match recycle.bytes {
                 0 => NEVER_RECYCLED,
                 bytes => bytes,
             },
@@ -57,8 +98,14 @@ impl Stream {
         &self.format
     }
 
+    /// True when its tunnel goes with it (see [`Recycle::for_good`]).
+    pub(super) fn for_good(&self) -> bool {
+        self.for_good
+    }
+
     /// Writes the stream's response head, format header, tunnel datagram (and gap), attaches,
-    /// and hands the rest to the connection loop.
+    /// and hands the rest to the connection loop. `end_after_ms`: when a stream without
+    /// keepalives ends.
     pub(super) async fn start(
         self,
         binding: Binding,
@@ -66,6 +113,7 @@ impl Stream {
         stream: &TcpStream,
         control: &[u8],
         gap: bool,
+        end_after_ms: u64,
     ) -> Next {
         let tunnel = binding.id.text();
         let env = binding.env(&tunnel);
@@ -86,16 +134,25 @@ impl Stream {
         .write(&mut out);
         let start = chunk_begin(self.chunked, &mut out);
         self.format.put_header(&mut out, &env);
-        self.format.put_datagram(&mut out, control, None, &env);
+        // An adapter whose protocol has no tunnel datagram passes none.
+        if !control.is_empty() {
+            self.format.put_datagram(&mut out, control, None, &env);
+        }
         if gap {
             self.format.put_datagram(&mut out, GAP, None, &env);
         }
         chunk_end(self.chunked, &mut out, start);
+        let keepalives = self.keepalives;
         let attached = Attached {
             binding,
             transport: Transport::Stream(self),
         };
-        attached.attach_with(shard, stream, out).await
+        let next = attached.attach_with(shard, stream, out).await;
+        if let (Next::Attached(a), false) = (&next, keepalives) {
+            let end_ms = shard.now_ms() + end_after_ms;
+            shard.set_deadline(&a.binding.id, a.binding.token, end_ms);
+        }
+        next
     }
 
     /// Handles one event. A stream reads nothing from its peer: the peer sending or closing
@@ -117,13 +174,19 @@ impl Stream {
                     if !binding.write_unless_kicked(shard, stream, out).await {
                         return Step::End(Next::Close);
                     }
-                    binding.arm_keepalive(shard);
+                    if self.keepalives {
+                        binding.arm_keepalive(shard);
+                    }
                     if end {
                         Metrics::add(&shard.metrics.recycled, 1);
                         return Step::End(self.finish(binding, shard, stream).await);
                     }
                 }
                 Step::Wait
+            }
+            Ok(Attention::Deadline) | Ok(Attention::Idle) if !self.keepalives => {
+                Metrics::add(&shard.metrics.recycled, 1);
+                Step::End(self.finish(binding, shard, stream).await)
             }
             Ok(Attention::Deadline) | Ok(Attention::Idle) => {
                 let start = chunk_begin(self.chunked, &mut out);
@@ -171,7 +234,9 @@ impl Stream {
         let Stream {
             format,
             chunked,
+            messages_left,
             recycle_left,
+            ..
         } = self;
         let start = chunk_begin(*chunked, out);
         let batch_start = out.len();
@@ -183,10 +248,14 @@ impl Stream {
             t.drain_unsent(usize::MAX, |d: &Datagram| {
                 let batch_bytes = out.len() - batch_start;
                 // The stream ends right after the datagram that crosses the recycle size.
-                if batch_bytes >= STREAM_BATCH_BYTES || batch_bytes as u64 >= *recycle_left {
+                let full = batch_bytes >= STREAM_BATCH_BYTES || *messages_left == 0;
+                if full || batch_bytes as u64 >= *recycle_left {
                     return false;
                 }
-                format.put_datagram(out, d.json(), Some(d.id()), &env);
+                format.put_published(out, d, &env);
+                if *messages_left != MESSAGES_UNCOUNTED {
+                    *messages_left = messages_left.saturating_sub(1);
+                }
                 written(shard, d, now_ns);
                 true
             })
@@ -199,7 +268,7 @@ impl Stream {
         if *recycle_left != NEVER_RECYCLED {
             *recycle_left = recycle_left.saturating_sub(payload);
         }
-        Some(*recycle_left == 0)
+        Some(*recycle_left == 0 || *messages_left == 0)
     }
 
     /// Ends the stream cleanly: footer, then the last chunk. A draining router first tells an

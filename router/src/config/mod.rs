@@ -60,6 +60,8 @@ pub struct Config {
     pub keepalive_ms: u64,
     /// How long a tunnel with no attached connection is kept for re-attach.
     pub tunnel_grace_ms: u64,
+    /// How long a push/pull session whose push connection is not open is kept.
+    pub session_grace_ms: u64,
     /// A request head must arrive within this.
     pub header_read_timeout_ms: u64,
     /// A keep-alive connection with no request in flight is closed after this.
@@ -109,6 +111,8 @@ pub struct Config {
     pub stream_recycle_bytes: BTreeMap<String, u64>,
     /// `[formats.NAME]` tables.
     pub formats: BTreeMap<String, CustomFormat>,
+    /// `[programs.NAME]` tables: the programs of push/pull sessions (`GET /<n>/NAME`).
+    pub programs: BTreeMap<String, ProgramConfig>,
     /// `[auth]`: tokens, origins, publisher keys, admission.
     pub auth: AuthConfig,
     /// `[tls]`: a second listener on which the router terminates TLS.
@@ -142,6 +146,34 @@ pub struct CustomFormat {
     pub html_escape: bool,
 }
 
+/// A push/pull session program, and when its push connection ends so that its client opens
+/// the next one (whichever comes first; 0 = never for each).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramConfig {
+    /// The client JavaScript answered when a session starts, `{session}` in it replaced by the
+    /// session id. Read at start-up.
+    pub client_file: String,
+    #[serde(default = "push_messages_max_default")]
+    pub push_messages_max: u32,
+    #[serde(default)]
+    pub push_bytes_max: u64,
+    #[serde(default = "push_ms_max_default")]
+    pub push_ms_max: u64,
+}
+
+/// One message per push connection, as the first prototype of the seed: the answer is then the
+/// message alone.
+fn push_messages_max_default() -> u32 {
+    1
+}
+
+/// Below the minute after which proxies commonly drop a silent connection: a push connection
+/// carries no keepalive, it ends instead.
+fn push_ms_max_default() -> u64 {
+    30_000
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -150,6 +182,8 @@ impl Default for Config {
             log: "info".to_owned(),
             keepalive_ms: 15_000,
             tunnel_grace_ms: 30_000,
+            // The seed's "a minute or two" for a page that went away.
+            session_grace_ms: 90_000,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             drain_ms: 10_000,
@@ -180,6 +214,7 @@ impl Default for Config {
             // Browsers keep every byte of a hidden-iframe document, so that stream must be renewed.
             stream_recycle_bytes: BTreeMap::from([("iframe".to_owned(), MIB as u64)]),
             formats: BTreeMap::new(),
+            programs: BTreeMap::new(),
             auth: AuthConfig::default(),
             tls: TlsConfig::default(),
         }
@@ -554,6 +589,7 @@ shards = 3
 log = "debug,router=trace"
 keepalive_ms = 20000
 tunnel_grace_ms = 40000
+session_grace_ms = 60000
 header_read_timeout_ms = 5000
 idle_timeout_ms = 70000
 drain_ms = 5000
@@ -594,6 +630,12 @@ envelope = "<script>{cb}({json},\"{id}\")</script>\n"
 keepalive = "<!-- -->\n"
 footer = "</body></html>"
 html_escape = true
+
+[programs.prog]
+client_file = "/srv/prog/client.js"
+push_messages_max = 10
+push_bytes_max = 65536
+push_ms_max = 20000
 
 [auth]
 mode = "jwt"
@@ -649,6 +691,7 @@ key_file = "/etc/router/tls/key.pem"
             .keys()
             .collect();
         assert_eq!(format_keys.len(), 6);
+        assert_eq!(sample["programs"]["prog"].as_table().unwrap().len(), 4);
 
         let config = Config::from_toml_str(EVERY_KEY).unwrap();
         assert_eq!(config.listen_addr(), "[::1]:9000".parse().unwrap());
@@ -667,6 +710,17 @@ key_file = "/etc/router/tls/key.pem"
         assert_eq!(config.recycle_bytes_for("sse"), 0);
         assert!(config.formats["my-fmt"].html_escape);
         assert_eq!(config.formats["my-fmt"].keepalive, "<!-- -->\n");
+        assert_eq!(config.session_grace_ms, 60000);
+        let prog = &config.programs["prog"];
+        assert_eq!(prog.client_file, "/srv/prog/client.js");
+        assert_eq!(
+            (
+                prog.push_messages_max,
+                prog.push_bytes_max,
+                prog.push_ms_max
+            ),
+            (10, 65536, 20000)
+        );
 
         let written = toml::to_string(&config).unwrap();
         assert_eq!(toml::from_str::<toml::Table>(&written).unwrap(), sample);
@@ -955,11 +1009,18 @@ key_file = "/etc/router/tls/key.pem"
         let format = |name: &str, body: &str| format!("[formats.{name}]\n{body}\n");
         let ok_body = "content_type = 'text/plain'\nenvelope = '{json}'";
         Config::from_toml_str(&format("a_b-9", ok_body)).unwrap();
+        let raw_body = "content_type = 'application/octet-stream'\nenvelope = \"{data}\\u0000\"";
+        Config::from_toml_str(&format("raw", raw_body)).unwrap();
         let cases = [
             (
-                format("x", "content_type='t'\nenvelope='{data}'"),
+                format("x", "content_type='t'\nenvelope='{date}'"),
                 "formats.x.envelope",
-                "{data}",
+                "{date}",
+            ),
+            (
+                format("x", "content_type='t'\nenvelope='{json}'\nfooter='{data}'"),
+                "formats.x.footer",
+                "envelope",
             ),
             (
                 format("x", "content_type='t'\nenvelope='{json'"),

@@ -29,6 +29,16 @@ impl Config {
         check_range("keepalive_ms", self.keepalive_ms, 10, 3_600_000, "")?;
         check_range("tunnel_grace_ms", self.tunnel_grace_ms, 10, 86_400_000, "")?;
         check_range(
+            "session_grace_ms",
+            self.session_grace_ms,
+            10,
+            86_400_000,
+            "",
+        )?;
+        for (name, program) in &self.programs {
+            check_program(name, program)?;
+        }
+        check_range(
             "header_read_timeout_ms",
             self.header_read_timeout_ms,
             10,
@@ -304,17 +314,67 @@ fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError>
         let field_key = format!("{key}.{field}");
         let template = Template::parse(text).map_err(|e| invalid(&field_key, e.to_string()))?;
         if field == "envelope" {
-            if !template.uses(&Part::Json) {
-                return Err(invalid(&field_key, "must contain {json}".into()));
+            if !template.uses(&Part::Json) && !template.uses(&Part::Data) {
+                return Err(invalid(&field_key, "must contain {json} or {data}".into()));
             }
-        } else if template.uses(&Part::Json) || template.uses(&Part::Id) {
+        } else if [Part::Json, Part::Data, Part::Id]
+            .iter()
+            .any(|part| template.uses(part))
+        {
             // Only the envelope is rendered per datagram; elsewhere there is nothing to put there.
             return Err(invalid(
                 &field_key,
-                "may use only {cb} and {tunnel}; {json} and {id} belong in the envelope".into(),
+                "may use only {cb} and {tunnel}; {json}, {data} and {id} belong in the envelope"
+                    .into(),
             ));
         }
     }
+    Ok(())
+}
+
+/// A program's name (a path segment of `/programs/NAME/<session>`) and its push limits.
+fn check_program(name: &str, program: &ProgramConfig) -> Result<(), ConfigError> {
+    let key = format!("programs.{name}");
+    let name_ok = (1..=FORMAT_NAME_CHARS_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !name_ok {
+        return Err(invalid(
+            &key,
+            format!("program name must be 1..=32 characters of a-z, 0-9, '_' or '-', got {name:?}"),
+        ));
+    }
+    if program.client_file.is_empty() {
+        return Err(invalid(
+            &format!("{key}.client_file"),
+            "must name the client JavaScript file".into(),
+        ));
+    }
+    let messages_key = format!("{key}.push_messages_max");
+    check_range(
+        &messages_key,
+        program.push_messages_max,
+        0,
+        1_000_000,
+        " (0 = no count)",
+    )?;
+    let bytes_key = format!("{key}.push_bytes_max");
+    check_range(
+        &bytes_key,
+        program.push_bytes_max,
+        0,
+        TOML_INT_MAX,
+        " (0 = no budget)",
+    )?;
+    let ms_key = format!("{key}.push_ms_max");
+    check_range(
+        &ms_key,
+        program.push_ms_max,
+        0,
+        3_600_000,
+        " (0 = no time limit)",
+    )?;
     Ok(())
 }
 

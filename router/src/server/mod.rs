@@ -27,6 +27,7 @@ use crate::conn;
 use crate::metrics::Metrics;
 use crate::shard::clock::{Clock, ManualClock};
 use crate::shard::mesh::{self, MeshEnd, ShardMsg};
+use crate::shard::sessions::Programs;
 use crate::shard::settings::Settings;
 use crate::shard::stop::{Ending, Stop};
 use crate::shard::{Shard, Shared};
@@ -119,6 +120,7 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
     let shard_count = config.shards.max(1);
     let manual_clock = manual.then(|| Arc::new(ManualClock::new(shard_count)));
     let formats = custom_formats(&config)?;
+    let programs = Arc::new(Programs::load(&config)?);
     let auth =
         Auth::load(&config.auth).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     if auth.tokens_required() {
@@ -172,6 +174,7 @@ fn start_on(config: Config, manual: bool) -> io::Result<Server> {
             formats,
             auth,
             tls,
+            programs,
         },
     ));
     let stop = Arc::new(Stop::new(shard_count));

@@ -191,6 +191,8 @@ pub fn reload(server: &Server, reloading: &Reloading) {
         formats,
         auth,
         tls,
+        // A restart key: the running programs stay.
+        programs: running.programs.clone(),
     });
     // The shards pick the settings up between two tasks: at once unless one is stuck.
     let shards = server.shared.metrics.len();

@@ -2,8 +2,10 @@
 //! Everything here is `!Send` and touched only by the shard's own thread.
 
 pub mod clock;
+mod cull;
 pub mod mesh;
 mod publish;
+pub mod sessions;
 pub mod settings;
 pub mod stop;
 mod users;
@@ -28,6 +30,7 @@ use crate::pubsub::{Pattern, Registry};
 use crate::tunnel::{Attention, Kick, Subscribed, Tunnel, TunnelId, TunnelLimits};
 use crate::wire::format::Formats;
 use clock::Clock;
+use cull::Grace;
 use mesh::ShardMsg;
 
 /// Why a tunnel request was refused.
@@ -68,6 +71,10 @@ struct State {
     registry: Registry,
     /// Cull candidates in deadline order (the grace period is the same for all).
     detached: VecDeque<(u64, u32, u32)>,
+    /// The same for sessions, whose grace is `session_grace_ms`.
+    detached_sessions: VecDeque<(u64, u32, u32)>,
+    /// The same for tunnels nobody can re-attach to, culled as soon as they are detached.
+    detached_for_good: VecDeque<(u64, u32, u32)>,
     delivery_epoch: u64,
 }
 
@@ -100,6 +107,11 @@ pub struct Shard {
     timers: RefCell<Timers>,
     read_buffers: RefCell<Vec<BytesMut>>,
     users: RefCell<users::Users>,
+    /// The programs of push/pull sessions (read at start-up: a restart key).
+    programs: Arc<sessions::Programs>,
+    /// The program of each tunnel that is a session, by slot. Empty without sessions, so an
+    /// ordinary tunnel pays nothing for it.
+    sessions: RefCell<std::collections::HashMap<u32, Arc<sessions::Program>>>,
     /// Set when the server stops; connections between requests wait for it.
     pub stopping: stop::Stopping,
 }
@@ -173,6 +185,8 @@ impl Shard {
                 tunnel_count: 0,
                 registry: Registry::default(),
                 detached: VecDeque::new(),
+                detached_sessions: VecDeque::new(),
+                detached_for_good: VecDeque::new(),
                 delivery_epoch: 0,
             }),
             outgoing: RefCell::new(outgoing),
@@ -183,6 +197,8 @@ impl Shard {
             entropy: RefCell::new((Vec::new(), 0)),
             read_buffers: RefCell::new(Vec::new()),
             users: RefCell::new(users::Users::new()),
+            programs: settings.programs.clone(),
+            sessions: RefCell::new(std::collections::HashMap::new()),
             stopping: stop::Stopping::default(),
             timers: RefCell::new(Timers {
                 heap: BinaryHeap::new(),
@@ -327,9 +343,19 @@ impl Shard {
 
     /// Opens a tunnel, detached (and so subject to culling until something attaches).
     pub fn create_tunnel(&self) -> Result<TunnelId, TunnelError> {
+        self.create_tunnel_in(false)
+    }
+
+    /// Opens a tunnel, a session's when `session` (its grace is then `session_grace_ms`).
+    fn create_tunnel_in(&self, session: bool) -> Result<TunnelId, TunnelError> {
         let secret = self.random_u64();
         let now_ms = self.now_ms();
-        let grace_ms = self.config().tunnel_grace_ms;
+        let grace = if session {
+            Grace::Session
+        } else {
+            Grace::Tunnel
+        };
+        let grace_ms = self.grace_ms(grace);
         let mut st = self.state.borrow_mut();
         if st.tunnel_count >= self.config().tunnels_per_shard_max {
             return Err(TunnelError::ShardFull);
@@ -351,7 +377,7 @@ impl Shard {
             *entry = Some(tunnel);
         }
         st.tunnel_count += 1;
-        st.detached.push_back((now_ms + grace_ms, slot, 0));
+        st.cull_queue(grace).push_back((now_ms + grace_ms, slot, 0));
         drop(st);
         self.timers.borrow_mut().due_at(now_ms + grace_ms);
         Metrics::add(&self.metrics.tunnels_created, 1);
@@ -416,7 +442,23 @@ impl Shard {
 
     /// Detaches connection `token`; the tunnel is culled if nothing re-attaches within the grace.
     pub fn detach(&self, id: &TunnelId, token: u64) {
-        let deadline_ms = self.now_ms() + self.config().tunnel_grace_ms;
+        let session = self.is_session_slot(id.slot);
+        let grace = if session {
+            Grace::Session
+        } else {
+            Grace::Tunnel
+        };
+        self.detach_with(id, token, grace);
+    }
+
+    /// Detaches connection `token` from a tunnel whose client has no id to re-attach with (a
+    /// Talk pull): it is culled at once rather than fill its replay buffer for the grace.
+    pub fn detach_for_good(&self, id: &TunnelId, token: u64) {
+        self.detach_with(id, token, Grace::None);
+    }
+
+    fn detach_with(&self, id: &TunnelId, token: u64, grace: Grace) {
+        let deadline_ms = self.now_ms() + self.grace_ms(grace);
         let mut st = self.state.borrow_mut();
         let Some(tunnel) = tunnel_mut(&mut st.tunnels, id) else {
             return;
@@ -425,7 +467,8 @@ impl Shard {
             return;
         }
         let epoch = tunnel.detach_epoch;
-        st.detached.push_back((deadline_ms, id.slot, epoch));
+        st.cull_queue(grace)
+            .push_back((deadline_ms, id.slot, epoch));
         drop(st);
         self.timers.borrow_mut().due_at(deadline_ms);
     }
@@ -499,45 +542,6 @@ impl Shard {
         timers.waker = Some(waker.clone());
         false
     }
-
-    /// Culls tunnels detached for longer than the grace period at `now_ms`; returns when the
-    /// next cull candidate's grace ends.
-    fn cull_expired(&self, now_ms: u64) -> u64 {
-        let mut culled_slots = Vec::new();
-        let mut next_ms = u64::MAX;
-        let mut guard = self.state.borrow_mut();
-        let st = &mut *guard;
-        while let Some(&(deadline_ms, slot, epoch)) = st.detached.front() {
-            if deadline_ms > now_ms {
-                next_ms = deadline_ms;
-                break;
-            }
-            st.detached.pop_front();
-            let Some(entry) = st.tunnels.get_mut(slot as usize) else {
-                continue;
-            };
-            let expired = matches!(entry, Some(t) if !t.is_attached() && t.detach_epoch == epoch);
-            if !expired {
-                continue;
-            }
-            if let Some(mut tunnel) = entry.take() {
-                for pattern in tunnel.take_subscriptions() {
-                    st.registry.remove(&pattern, slot);
-                }
-                st.free_slots.push(slot);
-                st.tunnel_count -= 1;
-                culled_slots.push(slot);
-            }
-        }
-        drop(guard);
-        let culled = culled_slots.len();
-        self.forget_grants(&culled_slots);
-        if culled > 0 {
-            Metrics::add(&self.metrics.tunnels_culled, culled as u64);
-            Metrics::sub(&self.metrics.tunnels_open, culled as u64);
-        }
-        next_ms
-    }
 }
 
 fn tunnel_mut<'a>(tunnels: &'a mut [Option<Tunnel>], id: &TunnelId) -> Option<&'a mut Tunnel> {
@@ -560,6 +564,7 @@ mod tests {
                 formats: Formats::default(),
                 auth: Arc::new(Auth::open()),
                 tls: None,
+                programs: Default::default(),
             },
         ));
         Shard::new(0, shared, vec![None], Arc::from(vec![Default::default()]))
@@ -589,6 +594,7 @@ mod tests {
             formats,
             auth: Arc::new(Auth::open()),
             tls: None,
+            programs: Default::default(),
         });
         assert_eq!(shard.config().keepalive_ms, 500);
         assert!(shard.formats().get("mine").is_some());
@@ -605,6 +611,7 @@ mod tests {
                 formats: Formats::default(),
                 auth: Arc::new(Auth::open()),
                 tls: None,
+                programs: Default::default(),
             },
         ));
         let wakers = Arc::from(vec![Default::default()]);

@@ -13,7 +13,9 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::wire::format::Formats;
 
-/// A configuration, its custom formats parsed, and its `[auth]` keys loaded.
+use super::sessions::Programs;
+
+/// A configuration, its custom formats parsed, its `[auth]` keys and programs loaded.
 pub struct Settings {
     pub config: Config,
     pub formats: Formats,
@@ -21,6 +23,8 @@ pub struct Settings {
     pub auth: Arc<Auth>,
     /// The TLS listener's certificate, read once per reload; `None` without `[tls]`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The programs of push/pull sessions; a restart key, so a reload passes the running ones.
+    pub programs: Arc<Programs>,
 }
 
 /// The newest settings, shared by the server and its shards. The lock is taken when settings
@@ -127,6 +131,7 @@ mod tests {
             formats: Formats::default(),
             auth: Arc::new(crate::auth::Auth::open()),
             tls: None,
+            programs: Default::default(),
         }
     }
 

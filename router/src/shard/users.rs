@@ -292,6 +292,7 @@ mod tests {
                 formats: Formats::default(),
                 auth: Arc::new(crate::auth::Auth::open()),
                 tls: None,
+                programs: Default::default(),
             },
         ));
         let wakers = Arc::from((0..shards).map(|_| Default::default()).collect::<Vec<_>>());
@@ -367,6 +368,7 @@ mod tests {
             formats: Formats::default(),
             auth: Arc::new(crate::auth::Auth::open()),
             tls: None,
+            programs: Default::default(),
         });
         // A full bucket: one second's worth, then nothing until the clock moves.
         let admitted = (0..10).filter(|_| shard.admit_new_tunnel().is_ok()).count();

@@ -122,6 +122,18 @@ impl Datagram {
             })
     }
 
+    /// The payload as it was published: the raw bytes of a binary datagram, otherwise the JSON
+    /// text of its `data` value.
+    pub fn data(&self) -> &[u8] {
+        if let Some(raw) = self.binary() {
+            return raw;
+        }
+        let json = self.json();
+        let start = self.value_start() + DATA_PREFIX.len();
+        json.get(start..json.len().saturating_sub(1))
+            .unwrap_or_default()
+    }
+
     fn value_start(&self) -> usize {
         ID_PREFIX.len() + self.id_len as usize + PATH_PREFIX.len() + self.path_len as usize
     }
@@ -226,6 +238,7 @@ mod tests {
         assert_eq!(d.path(), "/chat/room1");
         assert_eq!(d.len(), d.json().len());
         assert_eq!(d.binary(), None);
+        assert_eq!(d.data(), br#"{"a":1}"#);
         assert_eq!(d.published_ns(), u64::MAX - 1);
         let clone = d.clone();
         assert_eq!(
@@ -240,6 +253,7 @@ mod tests {
         let raw = [0u8, 1, 2, 255];
         let d = Datagram::encode_binary(DatagramId { shard: 2, seq: 3 }, "/b", &raw, 77);
         assert_eq!(d.binary(), Some(&raw[..]));
+        assert_eq!(d.data(), &raw[..]);
         assert_eq!(d.json(), br#"{"id":"2-3","path":"/b","binary":"AAEC/w=="}"#);
         assert_eq!(d.len(), d.json().len() + raw.len());
         assert_eq!(d.published_ns(), 77);

@@ -4,6 +4,7 @@ use bytes::{BufMut, BytesMut};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::datagram::Datagram;
 use super::template::{Template, Vars};
 
 /// Default JSONP / iframe callback.
@@ -165,8 +166,17 @@ impl Format {
         }
     }
 
-    /// Writes one datagram; `id` is `None` for control datagrams.
+    /// Writes a published datagram.
+    pub fn put_published(&self, out: &mut BytesMut, d: &Datagram, env: &Envelope) {
+        self.put(out, d.json(), Some(d.id()), d.data(), env);
+    }
+
+    /// Writes one datagram; `id` is `None` for control datagrams, which have no `{data}`.
     pub fn put_datagram(&self, out: &mut BytesMut, json: &[u8], id: Option<&[u8]>, env: &Envelope) {
+        self.put(out, json, id, b"", env);
+    }
+
+    fn put(&self, out: &mut BytesMut, json: &[u8], id: Option<&[u8]>, data: &[u8], env: &Envelope) {
         match self {
             Format::Sse => {
                 if let Some(id) = id {
@@ -194,8 +204,11 @@ impl Format {
                 out.put_slice(b");</script>\n");
             }
             Format::Custom(c) => {
-                c.envelope
-                    .render(out, &vars(env, json, id.unwrap_or_default()), c.html_escape)
+                let vars = Vars {
+                    data,
+                    ..vars(env, json, id.unwrap_or_default())
+                };
+                c.envelope.render(out, &vars, c.html_escape)
             }
             // Long-poll answers are batches, written by `put_poll_answer`.
             Format::LongPoll | Format::Jsonp => out.put_slice(json),
@@ -232,6 +245,7 @@ impl Format {
 fn vars<'a>(env: &'a Envelope<'a>, json: &'a [u8], id: &'a [u8]) -> Vars<'a> {
     Vars {
         json,
+        data: b"",
         id,
         cb: env.cb.as_bytes(),
         tunnel: env.tunnel.as_bytes(),
@@ -343,6 +357,36 @@ mod tests {
         assert!(!callback_valid("cb()"));
         assert!(!callback_valid("a-b"));
         assert!(!callback_valid("alert(1);x"));
+    }
+
+    #[test]
+    fn data_placeholder_writes_the_payload_as_published() {
+        use crate::wire::datagram::DatagramId;
+        let raw = CustomFormat {
+            name: "raw".into(),
+            content_type: "application/octet-stream".into(),
+            header: Template::default(),
+            envelope: Template::parse("{data}\0").unwrap(),
+            keepalive: Template::default(),
+            footer: Template::default(),
+            html_escape: true,
+        };
+        let f = Format::Custom(Arc::new(raw));
+        let id = DatagramId { shard: 0, seq: 1 };
+        let put = |d: &Datagram| {
+            let mut out = BytesMut::new();
+            f.put_published(&mut out, d, &ENV);
+            out.to_vec()
+        };
+        let binary = Datagram::encode_binary(id, "/talk", b"a\x01<b", 0);
+        assert_eq!(put(&binary), b"a\x01<b\0");
+        let json = Datagram::encode(id, "/talk", br#""<x>""#, 0);
+        assert_eq!(put(&json), b"\"<x>\"\0");
+        // Control datagrams have no payload: an empty message.
+        assert_eq!(render(&f, br#"{"type":"tunnel"}"#, None), b"\0");
+        let mut out = BytesMut::new();
+        f.put_keepalive(&mut out, &ENV);
+        assert_eq!(&out[..], b"\0");
     }
 
     #[test]

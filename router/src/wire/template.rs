@@ -1,4 +1,5 @@
-//! Parsed, sans-IO templates for custom tunnel formats (`{json}`, `{id}`, `{cb}`, `{tunnel}`).
+//! Parsed, sans-IO templates for custom tunnel formats (`{json}`, `{data}`, `{id}`, `{cb}`,
+//! `{tunnel}`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -8,6 +9,9 @@ pub enum Part {
     Literal(Bytes),
     /// `{json}`: the datagram JSON.
     Json,
+    /// `{data}`: the published payload as it was published, unquoted: the raw bytes of a
+    /// binary publish, the JSON text of the `data` value otherwise (empty for control datagrams).
+    Data,
     /// `{id}`: the datagram id (empty for control datagrams).
     Id,
     /// `{cb}`: the callback name.
@@ -29,6 +33,7 @@ pub struct TemplateError(pub String);
 /// Values substituted for the placeholders.
 pub struct Vars<'a> {
     pub json: &'a [u8],
+    pub data: &'a [u8],
     pub id: &'a [u8],
     pub cb: &'a [u8],
     pub tunnel: &'a [u8],
@@ -71,6 +76,7 @@ impl Template {
                     let name = &rest[..close];
                     let part = match name {
                         "json" => Part::Json,
+                        "data" => Part::Data,
                         "id" => Part::Id,
                         "cb" => Part::Cb,
                         "tunnel" => Part::Tunnel,
@@ -79,7 +85,7 @@ impl Template {
                             let more = if shown.len() < name.len() { "..." } else { "" };
                             return Err(TemplateError(format!(
                                 "unknown placeholder '{{{shown}{more}}}' at byte {i} \
-                                 (allowed: {{json}}, {{id}}, {{cb}}, {{tunnel}}; \
+                                 (allowed: {{json}}, {{data}}, {{id}}, {{cb}}, {{tunnel}}; \
                                  write '{{{{' and '}}}}' for literal braces)"
                             )));
                         }
@@ -107,6 +113,11 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// A template built in code from its parts (a protocol adapter's fixed envelope).
+    pub fn from_parts(parts: Vec<Part>) -> Template {
+        Template { parts }
+    }
+
     /// True when the template contains a part of the same kind as `part`; the content of a
     /// `Part::Literal` argument is ignored (it asks "has any literal").
     pub fn uses(&self, part: &Part) -> bool {
@@ -131,6 +142,8 @@ impl Template {
                 Part::Literal(bytes) => out.put_slice(bytes),
                 Part::Json if html_escape => super::format::put_script_safe_json(out, vars.json),
                 Part::Json => out.put_slice(vars.json),
+                // Raw bytes: `html_escape` is for JSON in a script, which these need not be.
+                Part::Data => out.put_slice(vars.data),
                 Part::Id => out.put_slice(vars.id),
                 Part::Cb => out.put_slice(vars.cb),
                 Part::Tunnel => out.put_slice(vars.tunnel),
@@ -156,6 +169,7 @@ impl Template {
             .map(|part| match part {
                 Part::Literal(bytes) => bytes.len(),
                 Part::Json => vars.json.len(),
+                Part::Data => vars.data.len(),
                 Part::Id => vars.id.len(),
                 Part::Cb => vars.cb.len(),
                 Part::Tunnel => vars.tunnel.len(),
@@ -175,6 +189,7 @@ mod tests {
     fn render(template: &str, html_escape: bool) -> String {
         let vars = Vars {
             json: br#"{"a":"<b>"}"#,
+            data: b"raw\0",
             id: b"42",
             cb: b"cb1",
             tunnel: b"t9",
@@ -220,8 +235,12 @@ mod tests {
 
     #[test]
     fn unknown_placeholder_is_named() {
-        let err = Template::parse("x{data}y").unwrap_err();
-        assert!(err.0.contains("'{data}'"), "{err}");
+        let err = Template::parse("x{date}y").unwrap_err();
+        assert!(err.0.contains("'{date}'"), "{err}");
+        assert!(
+            err.0.contains("{data}"),
+            "the allowed ones are listed: {err}"
+        );
         assert!(err.to_string().starts_with("template: "), "{err}");
         let err = Template::parse("{}").unwrap_err();
         assert!(err.0.contains("'{}'"), "{err}");
@@ -268,6 +287,7 @@ mod tests {
         let mut out = BytesMut::new();
         let vars = Vars {
             json: b"<<",
+            data: b"",
             id: b"",
             cb: b"",
             tunnel: b"",
@@ -286,6 +306,16 @@ mod tests {
         assert!(t.uses(&Part::Literal(Bytes::new())));
         assert_eq!(t.literal_len(), "data: ".len() + 2);
         assert!(!Template::parse("{id}").unwrap().uses(&lit("x")));
+    }
+
+    #[test]
+    fn data_is_the_raw_payload_never_escaped() {
+        let t = Template::parse("{data}\0").unwrap();
+        assert_eq!(t.parts(), &[Part::Data, lit("\0")]);
+        assert_eq!(
+            render("<{data}|{json}>", true),
+            "pre:<raw\0|{\"a\":\"\\u003cb>\"}>"
+        );
     }
 
     #[test]
