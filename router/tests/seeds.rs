@@ -12,32 +12,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use support::process::RouterProcess;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+use support::script;
 
 /// Runs a seed client against `router`; its report is shown when it fails.
-fn seed_client(script: &str, router: &RouterProcess, args: &[&str]) {
-    let out = Command::new("python3")
-        .arg(format!("scripts/seeds/{script}"))
-        .arg(router.addr.to_string())
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("python3 runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} failed:\n{report}\n{errors}");
-    let last = report.lines().last().unwrap_or_default();
-    assert!(last.ends_with(" 0 failed"), "{report}");
+fn seed_client(name: &str, router: &RouterProcess, args: &[&str]) {
+    let path = format!("scripts/seeds/{name}");
+    let addr = router.addr.to_string();
+    let all: Vec<&str> = std::iter::once(addr.as_str())
+        .chain(args.iter().copied())
+        .collect();
+    script::checks(&path, &all);
 }
 
 #[test]

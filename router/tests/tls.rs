@@ -12,34 +12,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::process::RouterProcess;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+use support::script;
 
 fn client(args: &[&str]) {
-    let out = Command::new("python3")
-        .arg("scripts/tls/check.py")
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("python3 runs (with the PyPI packages cryptography, websockets)");
-    let report = String::from_utf8_lossy(&out.stdout);
-    let errors = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "check.py {args:?} failed:\n{report}\n{errors}"
-    );
-    if args.first() == Some(&"check") {
-        let last = report.lines().last().unwrap_or_default();
-        assert!(last.ends_with(" 0 failed"), "{report}");
+    match args.first() {
+        Some(&"check") => script::checks("scripts/tls/check.py", args),
+        _ => drop(script::run("scripts/tls/check.py", args)),
     }
 }
 

@@ -12,6 +12,7 @@ use router::shard::clock::ManualClock;
 
 pub mod chaos;
 pub mod process;
+pub mod script;
 
 /// Longest any single read in a test may wait.
 pub const WAIT: Duration = Duration::from_secs(5);
