@@ -305,6 +305,10 @@ def run_checks(d, addr):
         addr, "POST", "/events", evil, json.dumps({"tunnel": tunnel, "path": "/chat/x", "data": 1})
     )
     check("foreign Origin posting an event: 403", s == 403, (s, data))
+    for method, target in (("POST", f"/tunnel/{tunnel}/subscribe"), ("POST", f"/tunnel/{tunnel}/token"),
+                           ("GET", "/pull?path=/chat/x"), ("POST", "/push?path=/chat/x")):
+        s, _, data = request(addr, method, target, evil, "x" if method == "POST" else None)
+        check(f"foreign Origin on {method} {target.split('?')[0]}: 403", s == 403, (s, data))
 
     # Publishers: keys are required, browsers are refused.
     s, _, data = request(addr, "POST", "/publish/chat/a", {}, "1")

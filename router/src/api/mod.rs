@@ -64,6 +64,13 @@ pub async fn route(
         None => {}
     }
     let path = head.path();
+    // With `auth.origins_allowed`, a page from another origin may use none of the client API:
+    // checked here, once for every route of it. The backend API has its own rule (`/publish`
+    // refuses any Origin); preflights get no grant; the pages anyone may read stay open.
+    let foreign = answer.persist.cors == Cors::Denied && head.header("origin").is_some();
+    if foreign && method != Method::Options && client_api(path) {
+        return answer.refuse(Refusal::OriginNotAllowed).await;
+    }
     // These write to the socket themselves (a stream's head, an upgrade's answer, a long-poll's
     // late answer): the answers owed before them go first.
     let streams = matches!(path, "/tunnel" | "/echo" | "/pull") || path.starts_with("/push/");
@@ -112,7 +119,7 @@ pub async fn route(
         }
         (Method::Get, p) if session::start_path(p).is_some() => {
             let program = session::start_path(p).unwrap_or_default();
-            session::start(&mut answer, &request, program).await
+            session::start(&mut answer, program).await
         }
         (Method::Post, p) if p.starts_with("/publish/") => {
             publish(&mut answer, peer, &request, &p["/publish".len()..]).await
@@ -139,6 +146,16 @@ pub async fn route(
         (_, p) if token_path(p).is_some() => answer.not_allowed("POST, OPTIONS").await,
         _ => answer.refuse(Refusal::NotFound).await,
     }
+}
+
+/// The routes a page uses (tunnels, events, subscriptions, token renewal, Talk, sessions).
+fn client_api(path: &str) -> bool {
+    matches!(path, "/tunnel" | "/events" | "/push" | "/pull")
+        || path.starts_with("/push/")
+        || path.starts_with("/pull/")
+        || subscription_path(path).is_some()
+        || token_path(path).is_some()
+        || session::start_path(path).is_some()
 }
 
 /// `GET /metrics`: the Prometheus text format (0.0.4), or the JSON sum over shards for

@@ -42,9 +42,6 @@ pub(super) async fn renew_token(
     request: &Request,
     params: &Params<'_>,
 ) -> Next {
-    if !answer.shard.auth().origin_allowed(&request.head) {
-        return answer.refuse(Refusal::OriginNotAllowed).await;
-    }
     match renew(answer.shard, request, params) {
         Ok(Routed::Here(exp_s)) => {
             let body = format!(r#"{{"ok":true,"exp":{exp_s}}}"#);
@@ -128,9 +125,6 @@ fn tunnel_user(
 
 /// `POST /events` and `GET /events`: a client publishes through its tunnel.
 pub(super) async fn event(answer: &mut Answer<'_>, request: &Request, params: &Params<'_>) -> Next {
-    if !answer.shard.auth().origin_allowed(&request.head) {
-        return answer.refuse(Refusal::OriginNotAllowed).await;
-    }
     match publish_event(answer.shard, request, params) {
         Ok(Routed::Here(published)) => answer_publish(answer, published).await,
         Ok(Routed::Handoff(to)) => Next::Handoff(to, Box::new(request.clone())),
@@ -232,9 +226,6 @@ pub(super) async fn subscription(
     request: &Request,
     params: &Params<'_>,
 ) -> Next {
-    if !answer.shard.auth().origin_allowed(&request.head) {
-        return answer.refuse(Refusal::OriginNotAllowed).await;
-    }
     match change_subscription(answer.shard, request, params) {
         Ok(Routed::Here(())) => answer.ok().await,
         Ok(Routed::Handoff(to)) => Next::Handoff(to, Box::new(request.clone())),

@@ -43,13 +43,10 @@ pub(super) fn start_path(p: &str) -> Option<&str> {
 }
 
 /// `GET /<n>/<program>`: a new session, answered with the program's client code.
-pub(super) async fn start(answer: &mut Answer<'_>, request: &Request, program: &str) -> Next {
+pub(super) async fn start(answer: &mut Answer<'_>, program: &str) -> Next {
     let shard = answer.shard.clone();
     if shard.stopping.is_stopping() {
         return answer.refuse(Refusal::Draining).await;
-    }
-    if !shard.auth().origin_allowed(&request.head) {
-        return answer.refuse(Refusal::OriginNotAllowed).await;
     }
     // A session has no user a token could be checked against on its push and pull requests,
     // so a router that requires tokens serves none rather than open a way around them.
@@ -99,11 +96,8 @@ enum Found {
     Handoff(usize),
 }
 
-fn find(answer: &Answer<'_>, request: &Request, session: &str) -> Result<Found, Refusal> {
+fn find(answer: &Answer<'_>, session: &str) -> Result<Found, Refusal> {
     let shard = answer.shard;
-    if !shard.auth().origin_allowed(&request.head) {
-        return Err(Refusal::OriginNotAllowed);
-    }
     let id = match shard.owner(session) {
         Owner::Local(id) => id,
         Owner::Remote(to) => return Ok(Found::Handoff(to)),
@@ -119,7 +113,7 @@ fn find(answer: &Answer<'_>, request: &Request, session: &str) -> Result<Found, 
 /// session (no tunnel datagram), which ends as the program's `push_*` keys say. A new push
 /// connection replaces the one before.
 pub(super) async fn push(answer: &mut Answer<'_>, request: &Request, session: &str) -> Next {
-    let (id, program) = match find(answer, request, session) {
+    let (id, program) = match find(answer, session) {
         Ok(Found::Here(id, program)) => (id, program),
         Ok(Found::Handoff(to)) => return Next::Handoff(to, Box::new(request.clone())),
         Err(refusal) => return answer.refuse(refusal).await,
@@ -137,7 +131,7 @@ pub(super) async fn push(answer: &mut Answer<'_>, request: &Request, session: &s
 /// `POST /pull/<session>`: the JSON body is published on `/programs/<program>/<session>`, where
 /// the program's backend subscribes. Answered like a publish (202 with the datagram id).
 pub(super) async fn pull(answer: &mut Answer<'_>, request: &Request, session: &str) -> Next {
-    let (id, program) = match find(answer, request, session) {
+    let (id, program) = match find(answer, session) {
         Ok(Found::Here(id, program)) => (id, program),
         Ok(Found::Handoff(to)) => return Next::Handoff(to, Box::new(request.clone())),
         Err(refusal) => return answer.refuse(refusal).await,

@@ -31,9 +31,6 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
     if shard.stopping.is_stopping() {
         return answer.refuse(Refusal::Draining).await;
     }
-    if !shard.auth().origin_allowed(&request.head) {
-        return answer.refuse(Refusal::OriginNotAllowed).await;
-    }
     // `format=ws`, or any `GET /tunnel` carrying upgrade headers, is a WebSocket tunnel.
     let websocket = params.get("format") == Some("ws") || handshake::is_upgrade(&request.head);
     let upgrade = if websocket {
