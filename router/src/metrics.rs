@@ -88,6 +88,9 @@ counters! {
     keepalives,
     /// WebSocket clients dropped for leaving pings unanswered.
     ping_timeouts,
+    /// TLS connections being pumped (each also counts in `connections_open` while the
+    /// connection loop serves it; the pump may outlive it by the last bytes it forwards).
+    tls_connections_open,
     /// TLS handshakes completed on the TLS listener.
     tls_handshakes,
     /// TLS handshakes that failed or did not finish within `header_read_timeout_ms`.

@@ -174,6 +174,22 @@ def run_checks(d, addr, tls_port, pid, cert_file, key_file):
     check("the stream opened before the reload goes on", line.get("data") == {"n": 4}, line)
     sse.close()
 
+    # A drain (SIGTERM) reaches a wss client as it does a plain one: close 1012.
+    async def drained():
+        async with ws_connect(f"wss://127.0.0.1:{tls_port}/tunnel?format=ws", ssl=b) as ws:
+            await asyncio.wait_for(ws.recv(), 5)
+            os.kill(pid, signal.SIGTERM)
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 10)
+            except Exception:
+                pass
+            rcvd = ws.protocol.close_rcvd
+            return rcvd.code if rcvd else None
+
+    code = asyncio.run(drained())
+    check("a drain closes a wss tunnel with 1012 (service restart)", code == 1012, code)
+
 
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "cert":

@@ -372,7 +372,8 @@ fn run_shard(
         shard.begin_stop(stop.ending());
         // Real time, on a manual clock too: connections end on their peers' schedule.
         let deadline = monoio::time::Instant::now() + Duration::from_millis(stop.wait_ms());
-        while shard.metrics.connections_open.load(Ordering::Relaxed) > 0
+        let open = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) > 0;
+        while (open(&shard.metrics.connections_open) || open(&shard.metrics.tls_connections_open))
             && monoio::time::Instant::now() < deadline
         {
             monoio::time::sleep(Duration::from_millis(STOP_POLL_MS)).await;

@@ -116,6 +116,9 @@ async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: Peer, config: Arc<ServerC
         }
     };
     Metrics::add(&shard.metrics.tls_handshakes, 1);
+    // Counted until the pump ends, however it ends: a stopping shard waits for it, so the last
+    // bytes the connection loop wrote (a drain's close frame) reach the client.
+    let _pumping = Pumping::new(&shard);
     let (served, pumped) = match pair() {
         Ok(pair) => pair,
         Err(e) => {
@@ -132,6 +135,22 @@ async fn serve(shard: Rc<Shard>, tcp: TcpStream, peer: Peer, config: Arc<ServerC
         BytesMut::new(),
     ));
     pump(tls, pumped).await;
+}
+
+/// Keeps `tls_connections_open` right however the pump ends.
+struct Pumping<'a>(&'a Shard);
+
+impl<'a> Pumping<'a> {
+    fn new(shard: &'a Shard) -> Pumping<'a> {
+        Metrics::add(&shard.metrics.tls_connections_open, 1);
+        Pumping(shard)
+    }
+}
+
+impl Drop for Pumping<'_> {
+    fn drop(&mut self) {
+        Metrics::sub(&self.0.metrics.tls_connections_open, 1);
+    }
 }
 
 /// A connected pair of local stream sockets: the end the connection loop serves (typed as a
