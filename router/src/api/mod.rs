@@ -1,4 +1,5 @@
-//! The route table and the handlers of the HTTP API: the demo page, metrics, CORS preflights,
+//! The route table and the handlers of the HTTP API: the demo page and the browser client it
+//! uses, metrics, CORS preflights,
 //! `/tunnel` (handed to the attachments), and the publish API ([`publish`]: `/events`,
 //! `/publish/...`, subscriptions). Every handler either answers, refuses with a [`Refusal`],
 //! or moves the connection to the shard that owns the tunnel it names.
@@ -26,6 +27,17 @@ use crate::wire::websocket::handshake::{self, HandshakeError};
 use publish::{event, publish, renew_token, subscription, subscription_path, token_path};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The browser client library (`client/` at the top of the repository), served so that a page
+/// can import it from the router it talks to.
+const CLIENT_JS: &str = include_str!("../../../client/router-client.js");
+/// The client changes only with the binary: an hour of caching saves a page's every load, and
+/// `*` lets a page on another origin import it as a module (module scripts are fetched with
+/// CORS).
+const CLIENT_JS_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "public, max-age=3600"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("X-Content-Type-Options", "nosniff"),
+];
 
 pub async fn route(
     shard: &Rc<Shard>,
@@ -81,6 +93,7 @@ pub async fn route(
             );
             answer.send(out).await
         }
+        (Method::Get | Method::Head, "/client/router-client.js") => client_js(&mut answer).await,
         (Method::Get | Method::Head, "/metrics") => metrics(&mut answer, &request, &params).await,
         (Method::Get | Method::Head, "/healthz") => answer.ok().await,
         // Not ready once draining: the listeners are closed, and a request already on its way
@@ -108,9 +121,10 @@ pub async fn route(
         (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
             websocket::refuse(&mut answer, HandshakeError::BadMethod).await
         }
-        (_, "/" | "/index.html" | "/metrics" | "/healthz" | "/readyz") => {
-            answer.not_allowed("GET, HEAD, OPTIONS").await
-        }
+        (
+            _,
+            "/" | "/index.html" | "/client/router-client.js" | "/metrics" | "/healthz" | "/readyz",
+        ) => answer.not_allowed("GET, HEAD, OPTIONS").await,
         (_, "/tunnel") => answer.not_allowed("GET, OPTIONS").await,
         (_, "/events") => answer.not_allowed("GET, POST, OPTIONS").await,
         (_, p) if p.starts_with("/publish/") => answer.not_allowed(PUBLISH_ALLOW).await,
@@ -118,6 +132,28 @@ pub async fn route(
         (_, p) if token_path(p).is_some() => answer.not_allowed("POST, OPTIONS").await,
         _ => answer.refuse(Refusal::NotFound).await,
     }
+}
+
+/// `GET /client/router-client.js`: the browser client, cacheable.
+async fn client_js(answer: &mut Answer<'_>) -> Next {
+    let auth = answer.shard.auth();
+    let mut headers = with_cors(
+        CLIENT_JS_HEADERS,
+        answer.persist.cors,
+        auth.origins_allowed(),
+    )
+    .into_owned();
+    headers.extend_from_slice(answer.persist.plain_headers());
+    let mut out = BytesMut::with_capacity(CLIENT_JS.len() + 256);
+    write_full(
+        &mut out,
+        200,
+        "text/javascript; charset=utf-8",
+        CLIENT_JS.as_bytes(),
+        answer.persist.keep_alive,
+        &headers,
+    );
+    answer.send(out).await
 }
 
 /// `GET /metrics`: the Prometheus text format (0.0.4), or the JSON sum over shards for
