@@ -25,9 +25,9 @@ if (!routerBase) {
   process.exit(2);
 }
 const screenshotFlag = process.argv.indexOf("--screenshot");
-const screenshotPath = screenshotFlag > 0
-  ? process.argv[screenshotFlag + 1]
-  : path.join(fs.mkdtempSync(path.join(os.tmpdir(), "router-client-")), "demo.png");
+// Without --screenshot the picture goes to a temporary folder, removed at the end.
+const scratch = screenshotFlag > 0 ? null : fs.mkdtempSync(path.join(os.tmpdir(), "router-client-"));
+const screenshotPath = scratch ? path.join(scratch, "demo.png") : process.argv[screenshotFlag + 1];
 const router = new URL(routerBase);
 
 /** A loopback HTTP proxy to the router that can misbehave the way real proxies do. */
@@ -314,5 +314,6 @@ try {
   console.error("FAILED:", e.message);
 } finally {
   await browser.close();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
