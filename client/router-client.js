@@ -109,11 +109,12 @@ export class Tunnel {
   /**
    * Adds a pattern. It is sent with every attach, so it survives a lost tunnel.
    * @param {string} pattern
-   * @returns {Promise<void>} settles when the router took it (at once when not open yet).
+   * @returns {Promise<void>} settles when the router took it (at once before the tunnel has an
+   *   id: the first attach carries it).
    */
   async subscribe(pattern) {
     this.paths.add(pattern);
-    if (this.state === "open") await this._call("subscribe", { path: pattern });
+    await this._patternCall("subscribe", pattern);
   }
 
   /**
@@ -123,7 +124,19 @@ export class Tunnel {
    */
   async unsubscribe(pattern) {
     this.paths.delete(pattern);
-    if (this.state === "open") await this._call("unsubscribe", { path: pattern });
+    await this._patternCall("unsubscribe", pattern);
+  }
+
+  async _patternCall(kind, pattern) {
+    // Before the first attach, `paths` is all there is. A detached tunnel takes subscriptions
+    // too, so a change made mid-reconnect is not late.
+    if (!this.id) return;
+    try {
+      await this._call(kind, { path: pattern });
+    } catch (e) {
+      // A tunnel the router no longer knows is replaced on the next attach, with `paths`.
+      if (e.code !== "unknown tunnel") throw e;
+    }
   }
 
   /**

@@ -2,9 +2,12 @@
 // playwright-core against a running router. On each transport, forced: open, publish through
 // /events, receive 200 datagrams across two forced drops (the router replacing the attachment,
 // and a proxy cutting every connection), each exactly once and in order. Then the fallbacks
-// (a refused WebSocket upgrade, a proxy that buffers the SSE stream) and the demo page.
+// (a refused WebSocket upgrade, a proxy that buffers the SSE stream), the waits a draining or
+// busy router asks for, no re-attach while the page is hidden, and the demo page.
 //
-// Usage: node client/test/browser.mjs <router base URL> [--screenshot FILE]
+// Usage: node client/test/browser.mjs <router base URL> [--grace-ms MS] [--screenshot FILE]
+// (--grace-ms: the router's tunnel_grace_ms, for the test of a tunnel lost while hidden; 30000
+// by default, as the router's)
 // Every page goes through a loopback proxy of its own (below), which can cut connections,
 // refuse WebSocket upgrades and hold back event-stream bodies. Exits 1 on any failure.
 
@@ -29,12 +32,18 @@ const screenshotFlag = process.argv.indexOf("--screenshot");
 const scratch = screenshotFlag > 0 ? null : fs.mkdtempSync(path.join(os.tmpdir(), "router-client-"));
 const screenshotPath = scratch ? path.join(scratch, "demo.png") : process.argv[screenshotFlag + 1];
 const router = new URL(routerBase);
+const graceFlag = process.argv.indexOf("--grace-ms");
+const GRACE_MS = graceFlag > 0 ? Number(process.argv[graceFlag + 1]) : 30000;
 
 /** A loopback HTTP proxy to the router that can misbehave the way real proxies do. */
-function startProxy({ refuseWs = false, bufferSse = false } = {}) {
+function startProxy({ refuseWs = false, bufferSse = false, busyFirst = 0 } = {}) {
   const sockets = new Set();
   // Attachments under way: a stream, a parked poll or a WebSocket.
   const attachments = new Set();
+  // The client sides of WebSockets and of event streams, for a drain's goodbyes.
+  const websockets = new Set();
+  const streams = new Set();
+  const counts = { attaches: 0 };
   const track = (s) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
@@ -46,6 +55,13 @@ function startProxy({ refuseWs = false, bufferSse = false } = {}) {
       return;
     }
     if (req.url.startsWith("/tunnel?")) {
+      counts.attaches += 1;
+      if (counts.attaches <= busyFirst) {
+        // What the router answers when new tunnels come faster than tunnels_new_per_s.
+        res.writeHead(503, { "Content-Type": "application/json", "Retry-After": "1" });
+        res.end('{"ok":false,"error":"too many new tunnels right now; retry later"}');
+        return;
+      }
       attachments.add(res);
       res.on("close", () => attachments.delete(res));
     }
@@ -68,6 +84,11 @@ function startProxy({ refuseWs = false, bufferSse = false } = {}) {
         answer.on("data", (c) => parts.push(c));
         answer.on("end", () => res.end(Buffer.concat(parts)));
       } else {
+        if (stream) {
+          const entry = { res, answer };
+          streams.add(entry);
+          res.on("close", () => streams.delete(entry));
+        }
         answer.pipe(res);
       }
     });
@@ -79,6 +100,7 @@ function startProxy({ refuseWs = false, bufferSse = false } = {}) {
   server.on("connection", track);
   server.on("upgrade", (req, socket, head) => {
     track(socket);
+    counts.attaches += 1;
     attachments.add(socket);
     socket.on("close", () => attachments.delete(socket));
     if (refuseWs) {
@@ -94,6 +116,8 @@ function startProxy({ refuseWs = false, bufferSse = false } = {}) {
       if (head.length) up.write(head);
       up.pipe(socket);
       socket.pipe(up);
+      websockets.add(socket);
+      socket.on("close", () => websockets.delete(socket));
     });
     track(up);
     up.on("error", () => socket.destroy());
@@ -115,6 +139,19 @@ function startProxy({ refuseWs = false, bufferSse = false } = {}) {
           const broken = attachments.size;
           for (const s of sockets) s.destroy();
           return broken;
+        },
+        counts,
+        /** What a draining router says: close 1012 to WebSockets, `retry:` to event streams. */
+        drain(retryMs) {
+          for (const s of websockets) {
+            s.end(Buffer.from([0x88, 0x02, 0x03, 0xf4]));
+          }
+          for (const { res, answer } of streams) {
+            answer.unpipe(res);
+            answer.destroy();
+            res.end(`retry: ${retryMs}\n\n`);
+          }
+          return websockets.size + streams.size;
         },
         close() {
           for (const s of sockets) s.destroy();
@@ -153,12 +190,18 @@ async function openTunnel(browser, proxy, options) {
   await page.goto(proxy.base + "/blank");
   await page.evaluate(async ([base, options]) => {
     const { Tunnel } = await import(base + "/client/router-client.js");
-    const seen = { datagrams: [], states: [], transports: [], gaps: [], errors: [] };
+    const seen = {
+      datagrams: [], states: [], stateTimes: [], transports: [], gaps: [], errors: [],
+      created: performance.now(),
+    };
     window.seen = seen;
     const t = new Tunnel(base, options);
     window.t = t;
     t.on("datagram", (d) => seen.datagrams.push(d));
-    t.on("state", (s) => seen.states.push(s));
+    t.on("state", (s) => {
+      seen.states.push(s);
+      seen.stateTimes.push([s, performance.now()]);
+    });
     t.on("transport", (name) => seen.transports.push(name));
     t.on("gap", (g) => seen.gaps.push(g.reason));
     t.on("error", (e) => seen.errors.push(String(e.message)));
@@ -261,6 +304,114 @@ async function fallbackTest(browser, proxyOptions, expected, label) {
   }
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Milliseconds from the last `reconnecting` to the `open` after it. */
+function reconnectDelayMs(seen) {
+  const times = seen.stateTimes;
+  const at = times.findLastIndex(([s]) => s === "reconnecting");
+  const open = times.slice(at).find(([s]) => s === "open");
+  return at >= 0 && open ? open[1] - times[at][1] : NaN;
+}
+
+/** A draining router's goodbye (close 1012, SSE `retry:`) spaces the re-attach as asked. */
+async function drainTest(browser, transport) {
+  const proxy = await startProxy();
+  const topic = `/drain/${transport}`;
+  const retryMs = 1500;
+  const { context, page } = await openTunnel(browser, proxy, {
+    transports: [transport],
+    paths: [topic + "/*"],
+    backoffMinMs: 200,
+  });
+  try {
+    const tunnel = await page.evaluate(() => window.t.id);
+    await publishEvent(tunnel, topic + "/x", { seq: 0 });
+    await waitForCount(page, 1, 5000);
+    check(proxy.drain(retryMs) === 1, `${transport} drain: no connection to drain`);
+    for (let seq = 1; seq < 5; seq++) await publishEvent(tunnel, topic + "/x", { seq });
+    await waitForCount(page, 5, 10000);
+    await page.waitForFunction(() => window.t.state === "open", null, { timeout: 10000 });
+    const seen = await page.evaluate(() => window.seen);
+    const seqs = seen.datagrams.map((d) => d.data.seq).join(",");
+    check(seqs === "0,1,2,3,4", `${transport} drain: got ${seqs}`);
+    check(seen.gaps.length === 0, `${transport} drain: gaps ${seen.gaps}`);
+    const delayMs = reconnectDelayMs(seen);
+    // SSE waits what `retry:` said; a WebSocket closed 1012 waits 0.5 to 5 s.
+    const [low, high] = transport === "sse" ? [retryMs - 50, retryMs + 1000] : [450, 6000];
+    check(delayMs >= low && delayMs <= high,
+      `${transport} drain: re-attached after ${Math.round(delayMs)} ms, not within ${low}-${high}`);
+    console.log(`ok drain ${transport}: re-attached after ${Math.round(delayMs)} ms, nothing lost`);
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+}
+
+/** A 503 with Retry-After is waited out on the same transport, not taken for a broken one. */
+async function retryAfterTest(browser) {
+  const proxy = await startProxy({ busyFirst: 1 });
+  const { context, page } = await openTunnel(browser, proxy, {
+    transports: ["sse", "longpoll"],
+    paths: ["/busy/*"],
+  });
+  try {
+    const seen = await page.evaluate(() => window.seen);
+    const openMs = seen.stateTimes.find(([s]) => s === "open")[1] - seen.created;
+    check(JSON.stringify(seen.transports) === '["sse"]', `Retry-After: tried ${seen.transports}`);
+    check(seen.errors.includes("too many new tunnels right now; retry later"),
+      `Retry-After: errors ${seen.errors}`);
+    check(openMs >= 950, `Retry-After: open after ${Math.round(openMs)} ms, before the 1 s asked`);
+    console.log(`ok Retry-After: waited, open on sse after ${Math.round(openMs)} ms`);
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+}
+
+/** No re-attach while the page is hidden; back in view, a tunnel culled meanwhile is a gap. */
+async function hiddenTest(browser) {
+  const proxy = await startProxy();
+  const { context, page } = await openTunnel(browser, proxy, {
+    transports: ["sse"],
+    paths: ["/hidden/*"],
+    backoffMinMs: 200,
+  });
+  const setHidden = (hidden) => page.evaluate((hidden) => {
+    for (const [name, value] of [["hidden", hidden], ["visibilityState", hidden ? "hidden" : "visible"]]) {
+      Object.defineProperty(document, name, { configurable: true, get: () => value });
+    }
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, hidden);
+  try {
+    const before = await page.evaluate(() => window.t.id);
+    await setHidden(true);
+    const attaches = proxy.counts.attaches;
+    check(await proxy.cutAll() === 1, "hidden: no connection to cut");
+    // Past the router's grace (and its cull), the tunnel is gone.
+    await sleep(GRACE_MS + 1500);
+    check(proxy.counts.attaches === attaches,
+      `hidden: ${proxy.counts.attaches - attaches} attaches while hidden`);
+    check(await page.evaluate(() => window.t.state) === "reconnecting", "hidden: not waiting");
+    await setHidden(false);
+    await page.waitForFunction(() => window.t.state === "open", null, { timeout: 10000 });
+    const seen = await page.evaluate(() => window.seen);
+    const after = await page.evaluate(() => window.t.id);
+    check(after !== before, "hidden: the old tunnel survived its grace");
+    check(JSON.stringify(seen.gaps) === '["tunnel"]', `hidden: gaps ${seen.gaps}`);
+    await publishEvent(after, "/hidden/a", { text: "back" });
+    await waitForCount(page, 1, 5000);
+    const datagrams = await page.evaluate(() => window.seen.datagrams);
+    check(datagrams.length === 1 && datagrams[0].data.text === "back",
+      "hidden: the new tunnel did not get its subscription back");
+    console.log("ok hidden page: no re-attach while hidden; the lost tunnel reported as a gap, " +
+      "its subscriptions restored");
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+}
+
 /** The demo page: force a transport, publish from its form, see the datagram. */
 async function demoTest(browser) {
   const proxy = await startProxy();
@@ -307,6 +458,10 @@ try {
   await fallbackTest(browser, { refuseWs: true }, ["ws", "sse"], "refused WebSocket");
   await fallbackTest(browser, { refuseWs: true, bufferSse: true }, ["ws", "sse", "longpoll"],
     "buffered stream");
+  await drainTest(browser, "ws");
+  await drainTest(browser, "sse");
+  await retryAfterTest(browser);
+  await hiddenTest(browser);
   await demoTest(browser);
   console.log("browser tests passed");
 } catch (e) {

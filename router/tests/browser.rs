@@ -1,7 +1,9 @@
 //! The browser client (client/router-client.js) in headless Chromium against an in-process
 //! router: client/test/browser.mjs forces each transport (ws, sse, longpoll, jsonp) and checks
 //! 200 datagrams arrive exactly once and in order across two forced drops, the fallback from a
-//! refused WebSocket to SSE and from a buffered stream to long-poll, and the demo page.
+//! refused WebSocket to SSE and from a buffered stream to long-poll, the waits a draining router
+//! (close 1012, SSE `retry:`) and a busy one (`Retry-After`) ask for, no re-attach while the
+//! page is hidden, a tunnel lost meanwhile reported as a gap, and the demo page.
 //!
 //! Needs Debian's `chromium` (`apt-get install -y chromium`, done by .ci/run) and the npm package
 //! `playwright-core` (`npm ci --prefix client/test`, done by scripts/check.sh). A missing one
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// Longest the browser tests may run before they are killed and the test fails (they take
-/// about 20 s here).
+/// about 30 s here).
 const RUN_TIME_MAX: Duration = Duration::from_secs(100);
 
 fn workspace() -> PathBuf {
@@ -57,10 +59,13 @@ fn browser_client_in_headless_chromium() {
         "{} is missing: {missing}",
         playwright.strip_prefix(workspace()).unwrap().display()
     );
-    let addr = start(&[]);
+    // A short grace, so that the tunnel of a hidden page is culled within the test (the client's
+    // other re-attaches, the drain's spread of up to 5 s included, come well within it).
+    let grace_ms = "6000";
+    let addr = start(&["--tunnel-grace-ms", grace_ms]);
     let base = format!("http://{addr}");
     let mut child = Command::new("node")
-        .args(["client/test/browser.mjs", &base])
+        .args(["client/test/browser.mjs", &base, "--grace-ms", grace_ms])
         .current_dir(workspace())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -102,6 +107,10 @@ fn browser_client_in_headless_chromium() {
         "ok jsonp: ",
         "ok fallback refused WebSocket: ws -> sse ",
         "ok fallback buffered stream: ws -> sse -> longpoll ",
+        "ok drain ws: ",
+        "ok drain sse: ",
+        "ok Retry-After: ",
+        "ok hidden page: ",
         "ok demo page: ",
         "browser tests passed",
     ] {
