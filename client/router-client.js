@@ -359,9 +359,14 @@ export class Tunnel {
       if (this._closed || this.state !== "open") return;
       this._index = 0;
       this._tried = 0;
+      // The tunnel re-attaches over the better transport: nothing is lost, and if it still
+      // fails, the fallback rules bring it back down.
       const conn = this._conn;
       this._dropConnection();
-      if (conn) this._connect();
+      if (conn) {
+        this._setState("reconnecting");
+        this._connect();
+      }
     }, this.options.upgradeAfterMs);
   }
 

@@ -2,7 +2,8 @@
 // playwright-core against a running router. On each transport, forced: open, publish through
 // /events, receive 200 datagrams across two forced drops (the router replacing the attachment,
 // and a proxy cutting every connection), each exactly once and in order. Then the fallbacks
-// (a refused WebSocket upgrade, a proxy that buffers the SSE stream), the waits a draining or
+// (a refused WebSocket upgrade, a proxy that buffers the SSE stream) and the return to the
+// WebSocket once it works, the waits a draining or
 // busy router asks for, no re-attach while the page is hidden, and the demo page.
 //
 // Usage: node client/test/browser.mjs <router base URL> [--grace-ms MS] [--screenshot FILE]
@@ -36,7 +37,9 @@ const graceFlag = process.argv.indexOf("--grace-ms");
 const GRACE_MS = graceFlag > 0 ? Number(process.argv[graceFlag + 1]) : 30000;
 
 /** A loopback HTTP proxy to the router that can misbehave the way real proxies do. */
-function startProxy({ refuseWs = false, bufferSse = false, busyFirst = 0 } = {}) {
+function startProxy(options = {}) {
+  // Mutable: a test may stop refusing upgrades halfway.
+  const mode = { refuseWs: false, bufferSse: false, busyFirst: 0, ...options };
   const sockets = new Set();
   // Attachments under way: a stream, a parked poll or a WebSocket.
   const attachments = new Set();
@@ -56,7 +59,7 @@ function startProxy({ refuseWs = false, bufferSse = false, busyFirst = 0 } = {})
     }
     if (req.url.startsWith("/tunnel?")) {
       counts.attaches += 1;
-      if (counts.attaches <= busyFirst) {
+      if (counts.attaches <= mode.busyFirst) {
         // What the router answers when new tunnels come faster than tunnels_new_per_s.
         res.writeHead(503, { "Content-Type": "application/json", "Retry-After": "1" });
         res.end('{"ok":false,"error":"too many new tunnels right now; retry later"}');
@@ -78,7 +81,7 @@ function startProxy({ refuseWs = false, bufferSse = false, busyFirst = 0 } = {})
       delete headers["connection"];
       res.writeHead(answer.statusCode, headers);
       const stream = String(answer.headers["content-type"] || "").startsWith("text/event-stream");
-      if (bufferSse && stream) {
+      if (mode.bufferSse && stream) {
         // A buffering proxy: the head goes through, the body only once it is complete.
         const parts = [];
         answer.on("data", (c) => parts.push(c));
@@ -103,7 +106,7 @@ function startProxy({ refuseWs = false, bufferSse = false, busyFirst = 0 } = {})
     counts.attaches += 1;
     attachments.add(socket);
     socket.on("close", () => attachments.delete(socket));
-    if (refuseWs) {
+    if (mode.refuseWs) {
       socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
@@ -141,6 +144,7 @@ function startProxy({ refuseWs = false, bufferSse = false, busyFirst = 0 } = {})
           return broken;
         },
         counts,
+        mode,
         /** What a draining router says: close 1012 to WebSockets, `retry:` to event streams. */
         drain(retryMs) {
           for (const s of websockets) {
@@ -412,6 +416,39 @@ async function hiddenTest(browser) {
   }
 }
 
+/** On a fallback transport, the better one is tried again later, and taken once it works. */
+async function upgradeTest(browser) {
+  const proxy = await startProxy({ refuseWs: true });
+  const { context, page } = await openTunnel(browser, proxy, {
+    paths: ["/upgrade/*"],
+    openTimeoutMs: 2000,
+    upgradeAfterMs: 1500,
+  });
+  try {
+    check(await page.evaluate(() => window.t.transport) === "sse", "upgrade: did not fall back");
+    const tunnel = await page.evaluate(() => window.t.id);
+    await publishEvent(tunnel, "/upgrade/a", { seq: 0 });
+    await waitForCount(page, 1, 5000);
+    // The WebSocket is still refused at the first retry; then it works.
+    await sleep(2000);
+    proxy.mode.refuseWs = false;
+    await publishEvent(tunnel, "/upgrade/a", { seq: 1 });
+    await page.waitForFunction(() => window.t.transport === "ws" && window.t.state === "open",
+      null, { timeout: 10000 });
+    await publishEvent(tunnel, "/upgrade/a", { seq: 2 });
+    await waitForCount(page, 3, 5000);
+    const seen = await page.evaluate(() => window.seen);
+    const seqs = seen.datagrams.map((d) => d.data.seq).join(",");
+    check(seqs === "0,1,2", `upgrade: got ${seqs}`);
+    check(await page.evaluate(() => window.t.id) === tunnel, "upgrade: a new tunnel");
+    check(seen.gaps.length === 0, `upgrade: gaps ${seen.gaps}`);
+    console.log(`ok upgrade: ${seen.transports.join(" -> ")}, same tunnel, nothing lost`);
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+}
+
 /** The demo page: force a transport, publish from its form, see the datagram. */
 async function demoTest(browser) {
   const proxy = await startProxy();
@@ -458,6 +495,7 @@ try {
   await fallbackTest(browser, { refuseWs: true }, ["ws", "sse"], "refused WebSocket");
   await fallbackTest(browser, { refuseWs: true, bufferSse: true }, ["ws", "sse", "longpoll"],
     "buffered stream");
+  await upgradeTest(browser);
   await drainTest(browser, "ws");
   await drainTest(browser, "sse");
   await retryAfterTest(browser);

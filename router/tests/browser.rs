@@ -1,7 +1,8 @@
 //! The browser client (client/router-client.js) in headless Chromium against an in-process
 //! router: client/test/browser.mjs forces each transport (ws, sse, longpoll, jsonp) and checks
 //! 200 datagrams arrive exactly once and in order across two forced drops, the fallback from a
-//! refused WebSocket to SSE and from a buffered stream to long-poll, the waits a draining router
+//! refused WebSocket to SSE and from a buffered stream to long-poll, and back up once the
+//! WebSocket works, the waits a draining router
 //! (close 1012, SSE `retry:`) and a busy one (`Retry-After`) ask for, no re-attach while the
 //! page is hidden, a tunnel lost meanwhile reported as a gap, and the demo page.
 //!
@@ -107,6 +108,7 @@ fn browser_client_in_headless_chromium() {
         "ok jsonp: ",
         "ok fallback refused WebSocket: ws -> sse ",
         "ok fallback buffered stream: ws -> sse -> longpoll ",
+        "ok upgrade: ",
         "ok drain ws: ",
         "ok drain sse: ",
         "ok Retry-After: ",
