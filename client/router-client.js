@@ -295,6 +295,9 @@ export class Tunnel {
       const e = new Error(d.error);
       e.code = d.error;
       this._emit("error", e);
+      // The router ends the connection of an expired token; a poller would only send the same
+      // token again. Re-attach at once, asking the token function for a fresh one.
+      if (d.error === "token expired") this._ended(conn, { clean: true, now: true });
       return;
     }
     if (d.type) return;
@@ -381,7 +384,7 @@ export class Tunnel {
 
   /**
    * The connection `conn` ended. `how`: {clean} for an end the router chose (replaced,
-   * recycled), {failed} when it never delivered its first datagram, {delayMs} for a delay the
+   * recycled; {now} to re-attach at once however short it was), {failed} when it never delivered its first datagram, {delayMs} for a delay the
    * router asked for (Retry-After, `retry:`, drain), {error} to report.
    */
   _ended(conn, how = {}) {
@@ -390,7 +393,10 @@ export class Tunnel {
     this._dropConnection();
     if (how.error) this._emit("error", how.error);
     this._setState("reconnecting");
-    if (!opened && !how.delayMs) {
+    // A 4xx answer (a refused token, a path not allowed) came from the router over this very
+    // transport: another transport would be refused alike.
+    const refused = how.error?.status >= 400 && how.error.status < 500;
+    if (!opened && !how.delayMs && !refused) {
       // Never opened: the next transport may work. Once every one has failed, start again
       // from the preferred one after a backoff.
       this._tried += 1;
@@ -409,7 +415,7 @@ export class Tunnel {
       return;
     }
     const lasted = Date.now() - conn.started;
-    if (how.clean && lasted >= SHORT_ATTACHMENT_MS) {
+    if (how.clean && (how.now || lasted >= SHORT_ATTACHMENT_MS)) {
       this._failures = 0;
       this._retry(0);
       return;

@@ -7,6 +7,9 @@
 // busy router asks for, no re-attach while the page is hidden, and the demo page.
 //
 // Usage: node client/test/browser.mjs <router base URL> [--grace-ms MS] [--screenshot FILE]
+//          [--auth-router URL --secret-file FILE]
+// (--auth-router: a second router with auth.mode = "jwt", leeway_s = 0 and the HS256 secret in
+// --secret-file, for the tests of tokens and their expiry; without it they do not run)
 // (--grace-ms: the router's tunnel_grace_ms, for the test of a tunnel lost while hidden; 30000
 // by default, as the router's)
 // Every page goes through a loopback proxy of its own (below), which can cut connections,
@@ -17,6 +20,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import fs from "node:fs";
+import crypto from "node:crypto";
 import { chromium } from "playwright-core";
 
 const DATAGRAMS = 200;
@@ -35,9 +39,15 @@ const screenshotPath = scratch ? path.join(scratch, "demo.png") : process.argv[s
 const router = new URL(routerBase);
 const graceFlag = process.argv.indexOf("--grace-ms");
 const GRACE_MS = graceFlag > 0 ? Number(process.argv[graceFlag + 1]) : 30000;
+const flag = (name) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : null;
+};
+const authRouter = flag("--auth-router") ? new URL(flag("--auth-router")) : null;
+const secret = flag("--secret-file") ? fs.readFileSync(flag("--secret-file"), "utf8").trim() : null;
 
 /** A loopback HTTP proxy to the router that can misbehave the way real proxies do. */
-function startProxy(options = {}) {
+function startProxy(options = {}, target = router) {
   // Mutable: a test may stop refusing upgrades halfway.
   const mode = { refuseWs: false, bufferSse: false, busyFirst: 0, ...options };
   const sockets = new Set();
@@ -46,7 +56,13 @@ function startProxy(options = {}) {
   // The client sides of WebSockets and of event streams, for a drain's goodbyes.
   const websockets = new Set();
   const streams = new Set();
-  const counts = { attaches: 0 };
+  // Tokens that came with attaches (header or query).
+  const counts = { attaches: 0, tokens: new Set() };
+  const noteToken = (req) => {
+    const token = (req.headers.authorization || "").replace(/^Bearer /, "")
+      || new URL(req.url, "http://x").searchParams.get("token");
+    if (token) counts.tokens.add(token);
+  };
   const track = (s) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
@@ -59,6 +75,7 @@ function startProxy(options = {}) {
     }
     if (req.url.startsWith("/tunnel?")) {
       counts.attaches += 1;
+      noteToken(req);
       if (counts.attaches <= mode.busyFirst) {
         // What the router answers when new tunnels come faster than tunnels_new_per_s.
         res.writeHead(503, { "Content-Type": "application/json", "Retry-After": "1" });
@@ -69,8 +86,8 @@ function startProxy(options = {}) {
       res.on("close", () => attachments.delete(res));
     }
     const up = http.request({
-      host: router.hostname,
-      port: router.port,
+      host: target.hostname,
+      port: target.port,
       method: req.method,
       path: req.url,
       headers: req.headers,
@@ -104,13 +121,14 @@ function startProxy(options = {}) {
   server.on("upgrade", (req, socket, head) => {
     track(socket);
     counts.attaches += 1;
+    noteToken(req);
     attachments.add(socket);
     socket.on("close", () => attachments.delete(socket));
     if (mode.refuseWs) {
       socket.end("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
       return;
     }
-    const up = net.connect(Number(router.port), router.hostname, () => {
+    const up = net.connect(Number(target.port), target.hostname, () => {
       let raw = `${req.method} ${req.url} HTTP/1.1\r\n`;
       for (let i = 0; i < req.rawHeaders.length; i += 2) {
         raw += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`;
@@ -166,10 +184,11 @@ function startProxy(options = {}) {
   });
 }
 
-/** `POST /events` straight to the router, as the tunnel `tunnel`. */
-async function publishEvent(tunnel, pathName, data) {
-  const res = await fetch(new URL("/events", router), {
+/** `POST /events` straight to the router (`to`), as the tunnel `tunnel`. */
+async function publishEvent(tunnel, pathName, data, to = router, token = null) {
+  const res = await fetch(new URL("/events", to), {
     method: "POST",
+    headers: token ? { Authorization: "Bearer " + token } : {},
     body: JSON.stringify({ tunnel, path: pathName, data }),
   });
   const answer = await res.json();
@@ -449,6 +468,76 @@ async function upgradeTest(browser) {
   }
 }
 
+/** An HS256 JSON Web Token for the user `browser`, valid `seconds` from now, on /auth. */
+function mintToken(seconds) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const claims = {
+    sub: "browser",
+    exp: Math.floor(Date.now() / 1000) + seconds,
+    subscribe: ["/auth/*"],
+    publish: ["/auth/*"],
+  };
+  const body = b64({ alg: "HS256", typ: "JWT" }) + "." + b64(claims);
+  return body + "." + crypto.createHmac("sha256", secret).update(body).digest("base64url");
+}
+
+/**
+ * With tokens (query for ws and jsonp, Authorization for sse and longpoll): open, publish,
+ * receive; when the token expires the router ends the connection, and the client re-attaches
+ * with a fresh one from its token function, losing nothing.
+ */
+async function tokenTest(browser, transport) {
+  const proxy = await startProxy({}, authRouter);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  let minted = 0;
+  // Short-lived tokens, so that the first expires within the test.
+  await page.exposeFunction("mintToken", () => {
+    minted += 1;
+    return mintToken(2);
+  });
+  try {
+    await page.goto(proxy.base + "/blank");
+    await page.evaluate(async ([base, transport]) => {
+      const { Tunnel } = await import(base + "/client/router-client.js");
+      const seen = { datagrams: [], gaps: [], errors: [] };
+      window.seen = seen;
+      const t = new Tunnel(base, {
+        transports: [transport],
+        paths: ["/auth/*"],
+        token: () => window.mintToken(),
+      });
+      window.t = t;
+      t.on("datagram", (d) => seen.datagrams.push(d));
+      t.on("gap", (g) => seen.gaps.push(g.reason));
+      t.on("error", (e) => seen.errors.push(String(e.message)));
+      await new Promise((resolve) => t.on("state", (s) => s === "open" && resolve()));
+      await t.publish("/auth/x", { seq: 0 });
+    }, [proxy.base, transport]);
+    const tunnel = await page.evaluate(() => window.t.id);
+    await page.waitForFunction(() => window.seen.errors.includes("token expired"), null,
+      { timeout: 10000 });
+    for (let seq = 1; seq < 4; seq++) {
+      await publishEvent(tunnel, "/auth/x", { seq }, authRouter, mintToken(60));
+    }
+    await waitForCount(page, 4, 10000);
+    const seen = await page.evaluate(() => window.seen);
+    const seqs = seen.datagrams.map((d) => d.data.seq).join(",");
+    check(seqs === "0,1,2,3", `${transport} token: got ${seqs} (errors ${seen.errors})`);
+    check(seen.gaps.length === 0, `${transport} token: gaps ${seen.gaps}`);
+    check(await page.evaluate(() => window.t.id) === tunnel, `${transport} token: a new tunnel`);
+    // The re-attach after the expiry carried a token other than the first attach's.
+    const tokens = proxy.counts.tokens.size;
+    check(tokens >= 2, `${transport} token: ${tokens} token(s) on ${proxy.counts.attaches} ` +
+      `attaches (${minted} minted)`);
+    console.log(`ok token ${transport}: open, publish and receive with a token; re-attached ` +
+      `with a fresh one after it expired (${minted} minted), nothing lost`);
+  } finally {
+    await context.close();
+    proxy.close();
+  }
+}
+
 /** The demo page: force a transport, publish from its form, see the datagram. */
 async function demoTest(browser) {
   const proxy = await startProxy();
@@ -500,6 +589,11 @@ try {
   await drainTest(browser, "sse");
   await retryAfterTest(browser);
   await hiddenTest(browser);
+  if (authRouter) {
+    for (const transport of ["ws", "sse", "longpoll", "jsonp"]) await tokenTest(browser, transport);
+  } else {
+    console.log("token tests not run: no --auth-router");
+  }
   await demoTest(browser);
   console.log("browser tests passed");
 } catch (e) {

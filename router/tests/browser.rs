@@ -4,7 +4,8 @@
 //! refused WebSocket to SSE and from a buffered stream to long-poll, and back up once the
 //! WebSocket works, the waits a draining router
 //! (close 1012, SSE `retry:`) and a busy one (`Retry-After`) ask for, no re-attach while the
-//! page is hidden, a tunnel lost meanwhile reported as a gap, and the demo page.
+//! page is hidden, a tunnel lost meanwhile reported as a gap, tokens on every transport (against
+//! a second router with `auth.mode = "jwt"`) and their expiry, and the demo page.
 //!
 //! Needs Debian's `chromium` (`apt-get install -y chromium`, done by .ci/run) and the npm package
 //! `playwright-core` (`npm ci --prefix client/test`, done by scripts/check.sh). A missing one
@@ -28,7 +29,7 @@ use std::time::{Duration, Instant};
 use support::*;
 
 /// Longest the browser tests may run before they are killed and the test fails (they take
-/// about 30 s here).
+/// about 45 s here).
 const RUN_TIME_MAX: Duration = Duration::from_secs(100);
 
 fn workspace() -> PathBuf {
@@ -65,8 +66,29 @@ fn browser_client_in_headless_chromium() {
     let grace_ms = "6000";
     let addr = start(&["--tunnel-grace-ms", grace_ms]);
     let base = format!("http://{addr}");
+    // The tokens' router: HS256 with a secret the test's client mints tokens with, and no
+    // leeway, so that a token expires within the test.
+    let dir = std::env::temp_dir().join(format!("router-browser-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("hs256.secret");
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::fs::write(&secret, format!("browser-test-{nanos:040}\n")).unwrap();
+    let secret = secret.to_str().unwrap();
+    let auth_addr = start(&[
+        "--set",
+        "auth.mode=jwt",
+        "--set",
+        &format!("auth.hs256_secret_file={secret}"),
+        "--set",
+        "auth.leeway_s=0",
+    ]);
+    let auth_base = format!("http://{auth_addr}");
     let mut child = Command::new("node")
         .args(["client/test/browser.mjs", &base, "--grace-ms", grace_ms])
+        .args(["--auth-router", &auth_base, "--secret-file", secret])
         .current_dir(workspace())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -95,6 +117,7 @@ fn browser_client_in_headless_chromium() {
     };
     let stdout = stdout.join().unwrap_or_default();
     let stderr = stderr.join().unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
     println!("{stdout}");
     assert!(
         status.success(),
@@ -113,6 +136,10 @@ fn browser_client_in_headless_chromium() {
         "ok drain sse: ",
         "ok Retry-After: ",
         "ok hidden page: ",
+        "ok token ws: ",
+        "ok token sse: ",
+        "ok token longpoll: ",
+        "ok token jsonp: ",
         "ok demo page: ",
         "browser tests passed",
     ] {
