@@ -7,7 +7,8 @@
 # Installs the third-party peers the tests use when they are missing: PyPI `kosoku` (Autobahn
 # cases), `websockets`, `prometheus-client` (its text-format parser reads /metrics),
 # `promql-parser` (reads the Grafana dashboard's queries), `pyjwt` and `cryptography`
-# (scripts/auth mints the test tokens), and npm `ws` (scripts/interop).
+# (scripts/auth mints the test tokens), npm `ws` (scripts/interop) and npm `playwright-core`
+# (client/test, the browser client's tests in Debian's chromium, which .ci/run installs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The check records nothing: what its runs measure goes to temporary or git-ignored folders
@@ -20,6 +21,10 @@ if ! python3 -c 'import kosoku, websockets, prometheus_client, promql_parser, jw
 fi
 if [ ! -d scripts/interop/node_modules/ws ]; then
   npm ci --prefix scripts/interop --no-audit --no-fund
+fi
+# The browser client's tests (router/tests/browser.rs) drive Debian's chromium with playwright-core.
+if [ ! -d client/test/node_modules/playwright-core ]; then
+  npm ci --prefix client/test --no-audit --no-fund
 fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

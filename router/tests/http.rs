@@ -587,6 +587,19 @@ fn unknown_paths_404_and_wrong_methods_405() {
             "{target}"
         );
     }
+    // The browser client the demo page imports: a script any origin may import, cached.
+    let (head, body) = exchange(
+        &mut c,
+        b"GET /client/router-client.js HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(head.header("cache-control"), Some("public, max-age=3600"));
+    assert_eq!(head.header("access-control-allow-origin"), Some("*"));
+    assert!(body.contains("export class Tunnel"), "{body}");
 }
 
 /// A response to HEAD carries no body (RFC 9110 §9.3.2, RFC 9112 §6.3), whatever its status.

@@ -1,8 +1,8 @@
-//! The route table and the handlers of the HTTP API: the demo page, metrics, CORS preflights,
-//! `/tunnel` (handed to the attachments), the publish API ([`publish`]: `/events`,
-//! `/publish/...`, subscriptions) and the protocol adapters ([`talk`], [`session`]). Every
-//! handler either answers, refuses with a [`Refusal`], or moves the connection to the shard that
-//! owns the tunnel it names.
+//! The route table and the handlers of the HTTP API: the demo page and the browser client it
+//! uses, metrics, CORS preflights, `/tunnel` (handed to the attachments), the publish API
+//! ([`publish`]: `/events`, `/publish/...`, subscriptions) and the protocol adapters
+//! ([`talk`], [`session`]). Every handler either answers, refuses with a [`Refusal`], or moves
+//! the connection to the shard that owns the tunnel it names.
 
 pub mod publish;
 pub mod session;
@@ -29,6 +29,17 @@ use crate::wire::websocket::handshake::{self, HandshakeError};
 use publish::{event, publish, renew_token, subscription, subscription_path, token_path};
 
 const DEMO_PAGE: &str = include_str!("demo.html");
+/// The browser client library (`client/` at the top of the repository), served so that a page
+/// can import it from the router it talks to.
+const CLIENT_JS: &str = include_str!("../../../client/router-client.js");
+/// The client changes only with the binary: an hour of caching saves a page's every load, and
+/// `*` lets a page on another origin import it as a module (module scripts are fetched with
+/// CORS).
+const CLIENT_JS_HEADERS: &[(&str, &str)] = &[
+    ("Cache-Control", "public, max-age=3600"),
+    ("Access-Control-Allow-Origin", "*"),
+    ("X-Content-Type-Options", "nosniff"),
+];
 
 pub async fn route(
     shard: &Rc<Shard>,
@@ -92,6 +103,7 @@ pub async fn route(
             );
             answer.send(out).await
         }
+        (Method::Get | Method::Head, "/client/router-client.js") => client_js(&mut answer).await,
         (Method::Get | Method::Head, "/metrics") => metrics(&mut answer, &request, &params).await,
         (Method::Get | Method::Head, "/healthz") => answer.ok().await,
         // Not ready once draining: the listeners are closed, and a request already on its way
@@ -133,9 +145,10 @@ pub async fn route(
         (_, "/tunnel") if handshake::is_upgrade(&request.head) => {
             websocket::refuse(&mut answer, HandshakeError::BadMethod).await
         }
-        (_, "/" | "/index.html" | "/metrics" | "/healthz" | "/readyz") => {
-            answer.not_allowed("GET, HEAD, OPTIONS").await
-        }
+        (
+            _,
+            "/" | "/index.html" | "/client/router-client.js" | "/metrics" | "/healthz" | "/readyz",
+        ) => answer.not_allowed("GET, HEAD, OPTIONS").await,
         (_, "/tunnel" | "/pull") => answer.not_allowed("GET, OPTIONS").await,
         (_, "/push") => answer.not_allowed("POST, OPTIONS").await,
         (_, p) if p.starts_with("/push/") => answer.not_allowed("GET, OPTIONS").await,
@@ -156,6 +169,28 @@ fn client_api(path: &str) -> bool {
         || subscription_path(path).is_some()
         || token_path(path).is_some()
         || session::start_path(path).is_some()
+}
+
+/// `GET /client/router-client.js`: the browser client, cacheable.
+async fn client_js(answer: &mut Answer<'_>) -> Next {
+    let auth = answer.shard.auth();
+    let mut headers = with_cors(
+        CLIENT_JS_HEADERS,
+        answer.persist.cors,
+        auth.origins_allowed(),
+    )
+    .into_owned();
+    headers.extend_from_slice(answer.persist.plain_headers());
+    let mut out = BytesMut::with_capacity(CLIENT_JS.len() + 256);
+    write_full(
+        &mut out,
+        200,
+        "text/javascript; charset=utf-8",
+        CLIENT_JS.as_bytes(),
+        answer.persist.keep_alive,
+        &headers,
+    );
+    answer.send(out).await
 }
 
 /// `GET /metrics`: the Prometheus text format (0.0.4), or the JSON sum over shards for
