@@ -20,35 +20,15 @@
 
 mod support;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use support::script::{drain, workspace};
 use support::*;
 
 /// Longest the browser tests may run before they are killed and the test fails (they take
 /// about 45 s here).
 const RUN_TIME_MAX: Duration = Duration::from_secs(100);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the router crate lives in the workspace")
-        .to_path_buf()
-}
-
-/// Reads `pipe` to its end on a thread of its own.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
-}
 
 #[test]
 fn browser_client_in_headless_chromium() {

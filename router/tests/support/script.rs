@@ -35,3 +35,17 @@ pub fn checks(script: &str, args: &[&str]) {
     let last = report.lines().last().unwrap_or_default();
     assert!(last.ends_with(" 0 failed"), "{script} {args:?}:\n{report}");
 }
+
+/// Reads `pipe` to its end on a thread of its own (a child's stdout or stderr, read while the
+/// test waits for the child with a time limit).
+pub fn drain<R: std::io::Read + Send + 'static>(
+    pipe: Option<R>,
+) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
+}
