@@ -203,7 +203,9 @@ impl Shard {
             let due = {
                 let mut users = self.users.borrow_mut();
                 match users.expiries.peek() {
-                    Some(&Reverse(entry)) if entry.0 <= now_s => {
+                    // Past `exp` + leeway, as the verification counts it: a token is still
+                    // valid in its last second, so a poll in it is not refused either.
+                    Some(&Reverse(entry)) if entry.0 < now_s => {
                         users.expiries.pop();
                         entry
                     }
@@ -323,8 +325,12 @@ mod tests {
         // Only the renewed expiry (exp + the default 5 s leeway) tells the connection: the
         // old entry is stale.
         assert_eq!(shard.expire_grants(150), 0);
-        assert_eq!(shard.expire_grants(204), 0);
-        assert_eq!(shard.expire_grants(205), 1);
+        assert_eq!(
+            shard.expire_grants(205),
+            0,
+            "still valid in its last second"
+        );
+        assert_eq!(shard.expire_grants(206), 1);
         assert_eq!(shard.expiries_queued(), 0);
     }
 
