@@ -11,6 +11,7 @@ use router::wire::template::{Part, Template, Vars};
 
 const VARS: Vars<'static> = Vars {
     json: br#"{"id":"0-1","path":"/a","data":"<x>"}"#,
+    data: br#""<x>""#,
     id: b"0-1",
     cb: b"parent.tunnel",
     tunnel: b"0-1-0123456789abcdef",
@@ -38,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         expected.extend_from_slice(match part {
             Part::Literal(bytes) => bytes,
             Part::Json => VARS.json,
+            Part::Data => VARS.data,
             Part::Id => VARS.id,
             Part::Cb => VARS.cb,
             Part::Tunnel => VARS.tunnel,
@@ -63,6 +65,7 @@ fn write(template: &Template) -> String {
                 text.push_str(&literal.replace('{', "{{").replace('}', "}}"));
             }
             Part::Json => text.push_str("{json}"),
+            Part::Data => text.push_str("{data}"),
             Part::Id => text.push_str("{id}"),
             Part::Cb => text.push_str("{cb}"),
             Part::Tunnel => text.push_str("{tunnel}"),
