@@ -167,12 +167,7 @@ pub async fn open(answer: &mut Answer<'_>, request: &Request, params: &Params<'_
             .await
     } else if format.is_stream() {
         let http10 = answer.persist.http10;
-        // HTTP/1.0 streams are close-delimited: the connection ends with them.
-        let persist = Persist {
-            keep_alive: !http10 && answer.persist.keep_alive,
-            http10,
-            cors: answer.persist.cors,
-        };
+        let persist = answer.persist.for_stream();
         let binding = Binding {
             id,
             token,
@@ -225,11 +220,7 @@ pub async fn adapter_stream(
 ) -> Next {
     let shard = answer.shard.clone();
     let http10 = answer.persist.http10;
-    let persist = Persist {
-        keep_alive: !http10 && answer.persist.keep_alive,
-        http10,
-        cors: answer.persist.cors,
-    };
+    let persist = answer.persist.for_stream();
     let binding = Binding {
         id,
         token: shard.next_token(),

@@ -269,18 +269,25 @@ fn check_power_of_two(key: &str, value: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError> {
-    let key = format!("formats.{name}");
+/// A table's own name (`[formats.NAME]`, `[programs.NAME]`): 1..=32 characters of a-z, 0-9,
+/// '_' or '-', so it can stand in a URL or a path segment as it is.
+fn check_name(key: &str, what: &str, name: &str) -> Result<(), ConfigError> {
     let name_ok = (1..=FORMAT_NAME_CHARS_MAX).contains(&name.len())
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !name_ok {
         return Err(invalid(
-            &key,
-            format!("format name must be 1..=32 characters of a-z, 0-9, '_' or '-', got {name:?}"),
+            key,
+            format!("{what} name must be 1..=32 characters of a-z, 0-9, '_' or '-', got {name:?}"),
         ));
     }
+    Ok(())
+}
+
+fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError> {
+    let key = format!("formats.{name}");
+    check_name(&key, "format", name)?;
     if BUILTIN_FORMATS.contains(&name) {
         return Err(invalid(
             &key,
@@ -335,16 +342,7 @@ fn validate_format(name: &str, format: &CustomFormat) -> Result<(), ConfigError>
 /// A program's name (a path segment of `/programs/NAME/<session>`) and its push limits.
 fn check_program(name: &str, program: &ProgramConfig) -> Result<(), ConfigError> {
     let key = format!("programs.{name}");
-    let name_ok = (1..=FORMAT_NAME_CHARS_MAX).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !name_ok {
-        return Err(invalid(
-            &key,
-            format!("program name must be 1..=32 characters of a-z, 0-9, '_' or '-', got {name:?}"),
-        ));
-    }
+    check_name(&key, "program", name)?;
     if program.client_file.is_empty() {
         return Err(invalid(
             &format!("{key}.client_file"),

@@ -75,6 +75,15 @@ impl Persist {
         }
     }
 
+    /// For a streaming answer: HTTP/1.0 streams are close-delimited, so the connection ends
+    /// with them.
+    pub fn for_stream(self) -> Persist {
+        Persist {
+            keep_alive: !self.http10 && self.keep_alive,
+            ..self
+        }
+    }
+
     /// Content type and headers of a JSON (or JSONP) answer.
     pub fn json_headers(
         self,

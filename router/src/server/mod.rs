@@ -385,17 +385,22 @@ fn run_shard(
     });
 }
 
+/// True, and counted, when the shard already holds `connections_per_shard_max` connections: an
+/// accepted one is then closed at once (read per accept, so that a reload changes it).
+fn refused_over_limit(shard: &Shard) -> bool {
+    let open = shard.metrics.connections_open.load(Ordering::Relaxed);
+    let full = open >= shard.config().connections_per_shard_max as u64;
+    if full {
+        Metrics::add(&shard.metrics.connections_refused, 1);
+    }
+    full
+}
+
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let open = shard
-                    .metrics
-                    .connections_open
-                    .load(std::sync::atomic::Ordering::Relaxed);
-                // Read per accept, so that a reload changes it.
-                if open >= shard.config().connections_per_shard_max as u64 {
-                    Metrics::add(&shard.metrics.connections_refused, 1);
+                if refused_over_limit(&shard) {
                     drop(stream);
                     continue;
                 }

@@ -81,15 +81,10 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let open = shard
-                    .metrics
-                    .connections_open
-                    .load(std::sync::atomic::Ordering::Relaxed);
                 let Some(config) = shard.tls() else {
                     continue;
                 };
-                if open >= shard.config().connections_per_shard_max as u64 {
-                    Metrics::add(&shard.metrics.connections_refused, 1);
+                if super::refused_over_limit(&shard) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
